@@ -1,0 +1,1 @@
+"""The outbox relay: table streams in, CloudEvents out to the one EventBridge bus."""

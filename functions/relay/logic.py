@@ -1,0 +1,121 @@
+"""Relay a batch of stream records to the bus: nothing committed is lost, a poison record blocks nothing.
+
+- Each record's new image is an event item (event store) or an outbox item (state-based services); the
+  envelope in it becomes one PutEvents entry: Source = CloudEvents source, DetailType = type, Detail = the
+  whole envelope, Time = the event's time.
+- Entries go out in chunks of at most 10 entries and 256 KB. Only the entries EventBridge rejected are sent
+  again, a few times with backoff; so within one invocation an event reaches the bus once.
+- Records that still fail (or cannot be read at all) are returned as batch item failures. Lambda retries
+  from the first of them; every record the relay could publish was published anyway, so when a poison record
+  exhausts its retries and goes to the on-failure queue, the records behind it are already on the bus.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer
+
+from shared.records import PUBLISHABLE_KINDS, envelope_from_attributes
+
+from .publisher import Publisher
+
+MAX_ENTRIES_PER_CALL = 10
+MAX_REQUEST_BYTES = 256 * 1024
+_TIME_BYTES = 14  # what EventBridge counts for an entry's Time field
+
+_deserializer = TypeDeserializer()
+
+
+@dataclass
+class RelayResult:
+    published: int = 0
+    failed_sequence_numbers: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)  # sequence number -> why
+
+    def batch_item_failures(self) -> dict[str, list[dict[str, str]]]:
+        return {"batchItemFailures": [{"itemIdentifier": seq} for seq in self.failed_sequence_numbers]}
+
+
+def entry_size(entry: dict[str, Any]) -> int:
+    size = _TIME_BYTES if "Time" in entry else 0
+    for name in ("Source", "DetailType", "Detail"):
+        size += len(entry[name].encode("utf-8"))
+    return size + sum(len(r.encode("utf-8")) for r in entry.get("Resources", []))
+
+
+def to_entry(record: dict[str, Any]) -> dict[str, Any]:
+    image = record["dynamodb"]["NewImage"]
+    item = {key: _deserializer.deserialize(value) for key, value in image.items()}
+    if item.get("kind") not in PUBLISHABLE_KINDS:
+        raise ValueError(f"item kind {item.get('kind')!r} is not an event or outbox item")
+    envelope = envelope_from_attributes(item)
+    detail = json.dumps(envelope.to_wire(), separators=(",", ":"))
+    entry = {"Source": envelope.source, "DetailType": envelope.type, "Detail": detail, "Time": envelope.time}
+    if entry_size(entry) > MAX_REQUEST_BYTES:
+        raise ValueError(f"event {envelope.id} is {entry_size(entry)} bytes, over EventBridge's 256 KB")
+    return entry
+
+
+def _chunks(indexed: list[tuple[int, dict[str, Any]]]) -> list[list[tuple[int, dict[str, Any]]]]:
+    chunks: list[list[tuple[int, dict[str, Any]]]] = []
+    current: list[tuple[int, dict[str, Any]]] = []
+    size = 0
+    for index, entry in indexed:
+        entry_bytes = entry_size(entry)
+        if current and (len(current) == MAX_ENTRIES_PER_CALL or size + entry_bytes > MAX_REQUEST_BYTES):
+            chunks.append(current)
+            current, size = [], 0
+        current.append((index, entry))
+        size += entry_bytes
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def relay(
+    records: Sequence[dict[str, Any]],
+    publisher: Publisher,
+    *,
+    attempts: int = 3,
+    backoff_seconds: float = 0.05,
+    sleep: Callable[[float], None] = time.sleep,
+) -> RelayResult:
+    result = RelayResult()
+    pending: list[tuple[int, dict[str, Any]]] = []
+    failed: dict[int, str] = {}
+    for index, record in enumerate(records):
+        try:
+            pending.append((index, to_entry(record)))
+        except (KeyError, TypeError, ValueError) as error:
+            failed[index] = f"unreadable record: {error}"
+
+    for attempt in range(attempts):
+        if not pending:
+            break
+        if attempt:
+            sleep(backoff_seconds * 2 ** (attempt - 1))
+        retry: list[tuple[int, dict[str, Any]]] = []
+        for chunk in _chunks(pending):
+            try:
+                outcomes = publisher.put([entry for _, entry in chunk])
+            except Exception as error:  # noqa: BLE001 - a failed call fails its entries, never the batch
+                outcomes = [f"{type(error).__name__}: {error}"] * len(chunk)
+            for (index, entry), outcome in zip(chunk, outcomes, strict=True):
+                if outcome is None:
+                    result.published += 1
+                    failed.pop(index, None)
+                else:
+                    failed[index] = outcome
+                    retry.append((index, entry))
+        pending = retry
+
+    for index in sorted(failed):
+        sequence_number = records[index]["dynamodb"]["SequenceNumber"]
+        result.failed_sequence_numbers.append(sequence_number)
+        result.errors[sequence_number] = failed[index]
+    return result

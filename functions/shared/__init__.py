@@ -1,0 +1,1 @@
+"""Code shared by every orderflow Lambda function: the event envelope, the event store, identity, HTTP helpers."""

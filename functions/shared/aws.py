@@ -1,0 +1,16 @@
+"""boto3 clients, made once per process and only when a code path first needs them."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
+
+
+@functools.cache
+def client(service: str) -> Any:
+    return boto3.client(service, config=_CONFIG)
