@@ -1,0 +1,1 @@
+"""The order service: an event-sourced order aggregate behind a REST API."""

@@ -1,0 +1,178 @@
+"""Lambda handler of the order API. It only wires: parse, authorize, call the service, map errors."""
+
+from __future__ import annotations
+
+import functools
+import re
+from http import HTTPStatus
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyValidationError,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import Field
+
+from shared.aws import client
+from shared.event_store import ConcurrencyError, DynamoDBEventStore
+from shared.http import HttpError, parse_json_body
+from shared.identity import Caller, caller_from_claims
+from shared.settings import EnvSettings, load_settings
+
+from .commands import IdempotencyKey, PlaceOrder, PlaceOrderRequest
+from .queries import order_view
+from .service import IdempotencyKeyReused, OrderService
+
+logger = Logger(service="orders")
+tracer = Tracer(service="orders")
+metrics = Metrics(service="orders")
+app = APIGatewayRestResolver()
+
+
+class OrdersSettings(EnvSettings):
+    orders_table: str = Field(alias="ORDERS_TABLE", min_length=1)
+    idempotency_table: str = Field(alias="IDEMPOTENCY_TABLE", min_length=1)
+
+
+settings = load_settings(OrdersSettings)
+_ORDER_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+@functools.cache
+def service() -> OrderService:
+    return OrderService(DynamoDBEventStore(settings.orders_table, client("dynamodb")))
+
+
+@functools.cache
+def _idempotency_store() -> DynamoDBPersistenceLayer:
+    return DynamoDBPersistenceLayer(table_name=settings.idempotency_table, boto3_client=client("dynamodb"))
+
+
+# One record per (customer, Idempotency-Key) for 24 hours; the items are the part of the payload that must
+# match on a replay. Past the 24 hours the order id (derived from the same pair) still makes a replay a no-op.
+idempotency_config = IdempotencyConfig(
+    event_key_jmespath="[customer_id, idempotency_key]",
+    payload_validation_jmespath="items",
+    raise_on_no_idempotency_key=True,
+    expires_after_seconds=24 * 60 * 60,
+)
+
+
+@idempotent_function(data_keyword_argument="command", config=idempotency_config, persistence_store=_idempotency_store())
+def place_order(command: PlaceOrder) -> dict[str, str]:
+    order = service().place(command)
+    metrics.add_metric(name="OrdersPlaced", unit=MetricUnit.Count, value=1)
+    logger.info("order placed", extra={"order_id": order.order_id, "lines": len(order.lines)})
+    return {"orderId": order.order_id, "status": order.status.value}
+
+
+def _caller() -> Caller:
+    caller = caller_from_claims(app.current_event.request_context.authorizer.claims)
+    if caller is None:
+        raise HttpError(HTTPStatus.UNAUTHORIZED, "Unauthorized")
+    return caller
+
+
+def _json(status: HTTPStatus, body: dict[str, Any]) -> Response:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
+
+
+@app.get("/health")
+def health() -> Response:
+    return _json(HTTPStatus.OK, {"status": "ok"})
+
+
+@app.post("/orders")
+@tracer.capture_method
+def post_order() -> Response:
+    caller = _caller()
+    event = app.current_event
+    key = event.get_header_value("Idempotency-Key", case_sensitive=False)
+    if key is None:
+        raise HttpError(HTTPStatus.BAD_REQUEST, "the Idempotency-Key header is required (1-128 visible ASCII characters)")
+    body = parse_json_body(event.decoded_body, event.get_header_value("Content-Type", case_sensitive=False), PlaceOrderRequest)
+    try:
+        command = PlaceOrder(
+            customer_id=caller.customer_id, idempotency_key=key, items=body.items, contact_email=caller.email
+        )
+    except ValueError:
+        raise HttpError(
+            HTTPStatus.BAD_REQUEST, "the Idempotency-Key header must be 1-128 visible ASCII characters"
+        ) from None
+    logger.append_keys(idempotency_key=key)
+    return _json(HTTPStatus.ACCEPTED, place_order(command=command))
+
+
+@app.get("/orders/<order_id>")
+@tracer.capture_method
+def get_order(order_id: str) -> Response:
+    caller = _caller()
+    logger.append_keys(order_id=order_id)
+    order = service().load(order_id) if _ORDER_ID.match(order_id) else None
+    # Another customer's order answers exactly like a missing one: nothing tells them it exists.
+    if order is None or (order.customer_id != caller.customer_id and not caller.is_admin):
+        raise HttpError(HTTPStatus.NOT_FOUND, f"order {order_id} not found")
+    return _json(HTTPStatus.OK, order_view(order))
+
+
+@app.exception_handler(HttpError)
+def _http_error(error: HttpError) -> Response:
+    return Response(status_code=error.status, content_type=content_types.APPLICATION_JSON, body=error.body())
+
+
+@app.exception_handler(IdempotencyValidationError)
+def _key_reused(_: IdempotencyValidationError) -> Response:
+    return _http_error(_reused())
+
+
+@app.exception_handler(IdempotencyKeyReused)
+def _key_reused_late(_: IdempotencyKeyReused) -> Response:
+    return _http_error(_reused())
+
+
+def _reused() -> HttpError:
+    return HttpError(
+        HTTPStatus.UNPROCESSABLE_ENTITY,
+        "this Idempotency-Key was already used with a different request body: use a new key for a new order",
+    )
+
+
+@app.exception_handler(IdempotencyAlreadyInProgressError)
+def _in_progress(_: IdempotencyAlreadyInProgressError) -> Response:
+    return _http_error(HttpError(HTTPStatus.CONFLICT, "a request with this Idempotency-Key is still in progress: retry shortly"))
+
+
+@app.exception_handler(ConcurrencyError)
+def _concurrency(_: ConcurrencyError) -> Response:
+    return _http_error(HttpError(HTTPStatus.CONFLICT, "the order changed while this request ran: retry"))
+
+
+@app.exception_handler(Exception)
+def _unexpected(error: Exception) -> Response:
+    logger.exception("unhandled error")
+    metrics.add_metric(name="UnhandledErrors", unit=MetricUnit.Count, value=1)
+    request_id = app.current_event.request_context.request_id
+    return _http_error(HttpError(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error", requestId=request_id))
+
+
+@app.not_found
+def _not_found(_: Exception) -> Response:
+    return _http_error(HttpError(HTTPStatus.NOT_FOUND, "no such route"))
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    idempotency_config.register_lambda_context(context)
+    return app.resolve(event, context)

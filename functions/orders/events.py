@@ -1,0 +1,62 @@
+"""The order's domain events (what happened to an order), in the past tense."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.events import DomainEvent, EventCatalog
+
+SOURCE = "orderflow.orders"
+
+Money = str  # a decimal string with two places, e.g. "12.50": money never travels as a float
+
+
+class OrderLine(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sku: str
+    quantity: int = Field(ge=1)
+
+
+class PricedLine(OrderLine):
+    unit_price: Money = Field(pattern=r"^[0-9]+\.[0-9]{2}$")
+
+
+class OrderPlaced(DomainEvent):
+    order_id: str
+    customer_id: str
+    lines: tuple[OrderLine, ...]
+    contact_email: str | None = None  # where the customer is told about the outcome (the token's email claim)
+
+
+class OrderPriced(DomainEvent):
+    """Inventory reserved the lines and told their prices; the order now has a total."""
+
+    order_id: str
+    lines: tuple[PricedLine, ...]
+    total: Money = Field(pattern=r"^[0-9]+\.[0-9]{2}$")
+
+
+class OrderConfirmed(DomainEvent):
+    order_id: str
+    customer_id: str
+    total: Money
+    contact_email: str | None = None
+
+
+class OrderCancelled(DomainEvent):
+    order_id: str
+    customer_id: str
+    reason: str
+    contact_email: str | None = None
+
+
+class OrderNeedsAttention(DomainEvent):
+    """A compensation failed after its retries: an operator must look. Never a silent half state."""
+
+    order_id: str
+    customer_id: str
+    reason: str
+
+
+CATALOG = EventCatalog(OrderPlaced, OrderPriced, OrderConfirmed, OrderCancelled, OrderNeedsAttention)
