@@ -1,0 +1,44 @@
+"""The orderflow CDK app: the "Orderflow" stack, checked by cdk-nag (AwsSolutions) on every synth.
+
+`cdk synth` runs this file; so does the offline runtime (``python app.py`` with CDK_OUTDIR set), without the
+CDK CLI. The context from cdk.json (feature flags, ``workflow``) is loaded here too, so both produce the same
+template. Context given on the command line (``cdk synth -c workflow=express``) still wins.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import App, Validations
+from cdk_nag import AwsSolutionsChecks
+
+from stacks.orderflow_stack import OrderflowStack
+
+ROOT = Path(__file__).resolve().parent
+STACK_NAME = "Orderflow"
+# What the CDK CLI passes by default (with "versionReporting": false from cdk.json), so that running this file
+# directly gives the very template `cdk synth` gives. The CLI's own values still take precedence.
+CLI_DEFAULTS = {
+    "aws:cdk:enable-path-metadata": True,
+    "aws:cdk:enable-asset-metadata": True,
+    "aws:cdk:version-reporting": False,
+}
+
+
+def cdk_json_context() -> dict[str, Any]:
+    return json.loads((ROOT / "cdk.json").read_text())["context"]
+
+
+def build_app(context: dict[str, Any] | None = None) -> tuple[App, OrderflowStack]:
+    app = App(context={**CLI_DEFAULTS, **cdk_json_context(), **(context or {})})
+    stack = OrderflowStack(app, STACK_NAME, workflow=app.node.try_get_context("workflow") or "standard")
+    # cdk-nag v3 is a policy validation plugin: findings go to the synth's validation report and fail the synth.
+    # Acknowledgements (Validations.of(construct).acknowledge) are also written into the resources' Metadata.
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app, write_suppressions_to_cloud_formation=True))
+    return app, stack
+
+
+if __name__ == "__main__":
+    build_app()[0].synth()

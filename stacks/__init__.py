@@ -1,0 +1,1 @@
+"""CDK constructs of orderflow: ``OrderflowStack`` composes one construct per capability."""
