@@ -2,7 +2,8 @@
 
 `cdk synth` runs this file; so does the offline runtime (``python app.py`` with CDK_OUTDIR set), without the
 CDK CLI. The context from cdk.json (feature flags, ``workflow``) is loaded here too, so both produce the same
-template. Context given on the command line (``cdk synth -c workflow=express``) still wins.
+template. Context given on the command line (``cdk synth -c workflow=express``, ``-c senderEmail=...``) still
+wins.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 from aws_cdk import App, Validations
 from cdk_nag import AwsSolutionsChecks
 
-from stacks.orderflow_stack import OrderflowStack
+from stacks.orderflow_stack import DEFAULT_SENDER_EMAIL, OrderflowStack
 
 ROOT = Path(__file__).resolve().parent
 STACK_NAME = "Orderflow"
@@ -33,7 +34,12 @@ def cdk_json_context() -> dict[str, Any]:
 
 def build_app(context: dict[str, Any] | None = None) -> tuple[App, OrderflowStack]:
     app = App(context={**CLI_DEFAULTS, **cdk_json_context(), **(context or {})})
-    stack = OrderflowStack(app, STACK_NAME, workflow=app.node.try_get_context("workflow") or "standard")
+    stack = OrderflowStack(
+        app,
+        STACK_NAME,
+        workflow=app.node.try_get_context("workflow") or "standard",
+        sender_email=app.node.try_get_context("senderEmail") or DEFAULT_SENDER_EMAIL,
+    )
     # cdk-nag v3 is a policy validation plugin: findings go to the synth's validation report and fail the synth.
     # Acknowledgements (Validations.of(construct).acknowledge) are also written into the resources' Metadata.
     Validations.of(app).add_plugins(AwsSolutionsChecks(app, write_suppressions_to_cloud_formation=True))

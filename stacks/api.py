@@ -207,10 +207,10 @@ class Api(Construct):
             Acknowledgment(
                 id="AwsSolutions-APIG2",
                 reason=(
-                    "Every request goes to the orders function, which validates headers and bodies with "
-                    "pydantic (extra fields forbidden, size limits) and answers JSON 4xx saying what is wrong; "
-                    "a gateway validator would answer a different error shape and not run offline, so "
-                    "validation stays in one place."
+                    "Every request goes to its service's API function, which validates path parameters, headers "
+                    "and bodies with pydantic (extra fields forbidden, size limits) and answers JSON 4xx saying "
+                    "what is wrong; a gateway validator would answer a different error shape and not run "
+                    "offline, so validation stays in one place."
                 ),
             )
         )

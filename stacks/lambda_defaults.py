@@ -25,6 +25,10 @@ ASSET_EXCLUDES = ["__pycache__", "*.pyc", "tests"]
 RUNTIME = lambda_.Runtime.PYTHON_3_13
 ARCHITECTURE = lambda_.Architecture.ARM_64
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
+# The timeout of every function a state machine task invokes: under the order saga's 30 s task timeout
+# (statemachines/order_saga.asl.json), so a slow step ends as the function's own timeout (a Lambda error the
+# task retries) before the task's States.Timeout. tests/infra checks it against the definition.
+SAGA_STEP_TIMEOUT = Duration.seconds(20)
 
 # Public parameter that AWS publishes per runtime, architecture and version. Resolved by CloudFormation at
 # deploy time (a template parameter), so synth needs no AWS account.

@@ -1,47 +1,21 @@
-"""The order service: its event store (orders table), its idempotency table and its API function."""
+"""The order service: its event store (orders table), the idempotency table, its API and saga functions."""
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration
 from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
 
 from stacks.api import Route
-from stacks.lambda_defaults import PythonFunction
-
-# The event store is append-only, and IAM says so: the function can put new items (always conditional,
-# inside TransactWriteItems) and read, but never update or delete an event.
-EVENT_STORE_ACTIONS = (
-    "dynamodb:ConditionCheckItem",
-    "dynamodb:GetItem",
-    "dynamodb:PutItem",
-    "dynamodb:Query",
-)
-# What Powertools' DynamoDBPersistenceLayer calls.
-IDEMPOTENCY_ACTIONS = (
-    "dynamodb:DeleteItem",
-    "dynamodb:GetItem",
-    "dynamodb:PutItem",
-    "dynamodb:UpdateItem",
-)
-
-
-def data_table(scope: Construct, id: str, **props: object) -> dynamodb.Table:
-    """On-demand, point-in-time recovery, retained on stack deletion (tables hold data). Generated name."""
-    return dynamodb.Table(
-        scope,
-        id,
-        billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
-        point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-            point_in_time_recovery_enabled=True
-        ),
-        removal_policy=RemovalPolicy.RETAIN,
-        **props,  # type: ignore[arg-type]
-    )
+from stacks.lambda_defaults import SAGA_STEP_TIMEOUT, PythonFunction
+from stacks.tables import EVENT_STORE_ACTIONS, IDEMPOTENCY_ACTIONS, data_table, outbox_table
 
 
 class OrdersService(Construct):
-    """``Table`` (event store, its stream is the outbox), ``IdempotencyTable``, ``Api`` (the API function)."""
+    """``Table`` (event store, its stream is the outbox), ``IdempotencyTable`` (the system's one Powertools
+    idempotency table: records are keyed by function name, so services share it safely), ``Api`` (the API
+    function), ``Saga`` (the order saga's orders steps: price, confirm, cancel, flag).
+    """
 
     routes = (
         Route(
@@ -58,14 +32,7 @@ class OrdersService(Construct):
 
     def __init__(self, scope: Construct, id: str) -> None:
         super().__init__(scope, id)
-        self.table = data_table(
-            self,
-            "Table",
-            partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
-            sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
-            stream=dynamodb.StreamViewType.NEW_IMAGE,
-            time_to_live_attribute="expires_at",
-        )
+        self.table = outbox_table(self, "Table")
         # Powertools' defaults: key "id", TTL "expiration". Nothing reads its changes, so no stream.
         self.idempotency_table = data_table(
             self,
@@ -89,3 +56,14 @@ class OrdersService(Construct):
         )
         self.table.grant(self.api.function, *EVENT_STORE_ACTIONS)
         self.idempotency_table.grant(self.api.function, *IDEMPOTENCY_ACTIONS)
+
+        self.saga = PythonFunction(
+            self,
+            "Saga",
+            handler="orders.saga.handler",
+            description="Order saga steps of the order service: record prices, confirm, cancel, flag",
+            memory_size=256,
+            timeout=SAGA_STEP_TIMEOUT,
+            environment={"ORDERS_TABLE": self.table.table_name},
+        )
+        self.table.grant(self.saga.function, *EVENT_STORE_ACTIONS)

@@ -1,7 +1,8 @@
 """The synthesized "Orderflow" template: what the contract promises, least privilege, and cdk-nag clean.
 
-The app is synthesized once for the module (with cdk-nag, as `cdk synth` does). Resources are found through
-their constructs (``stack.orders.table``...), never through logical-id hashes.
+The app is synthesized once per session (tests/infra/conftest.py, with cdk-nag, as `cdk synth` does). Resources
+are found through their constructs (``stack.orders.table``...), never through logical-id hashes. The issue 3
+resources (saga, inboxes, notifications, alarms) are checked in test_saga_template.py.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from aws_cdk import App, CfnElement, Stack, Validations
+from aws_cdk import App, Stack, Validations
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
 from aws_cdk.assertions import Annotations, Match, Template
@@ -22,103 +23,45 @@ from constructs import IConstruct
 from app import build_app
 from stacks.lambda_defaults import ASSET_EXCLUDES, POWERTOOLS_LAYER_PARAMETER
 from stacks.orderflow_stack import OrderflowStack
-
-Resources = dict[str, dict[str, Any]]
-
-# ---------------------------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def app_and_stack() -> tuple[App, OrderflowStack]:
-    return build_app()
-
-
-@pytest.fixture(scope="module")
-def stack(app_and_stack: tuple[App, OrderflowStack]) -> OrderflowStack:
-    return app_and_stack[1]
-
-
-@pytest.fixture(scope="module")
-def template(stack: OrderflowStack) -> Template:
-    # Synthesizes the whole app with cdk-nag registered: an unacknowledged finding already fails here.
-    return Template.from_stack(stack)
-
-
-@pytest.fixture(scope="module")
-def resources(template: Template) -> Resources:
-    return template.to_json()["Resources"]
-
-
-# ---------------------------------------------------------------------------------------------- helpers
-
-
-def lid(construct: IConstruct) -> str:
-    """Logical id of a construct's CloudFormation resource (its default child for an L2)."""
-    element = construct if isinstance(construct, CfnElement) else construct.node.default_child
-    assert isinstance(element, CfnElement), f"{construct.node.path} has no CloudFormation resource"
-    return Stack.of(element).resolve(element.logical_id)
-
-
-def ref(construct: IConstruct) -> dict[str, str]:
-    return {"Ref": lid(construct)}
-
-
-def get_att(construct: IConstruct, attribute: str) -> dict[str, list[str]]:
-    return {"Fn::GetAtt": [lid(construct), attribute]}
-
-
-def of_type(resources: Resources, type_: str) -> Resources:
-    return {k: v for k, v in resources.items() if v["Type"] == type_}
-
-
-def as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
-
-
-def key(resource: Any) -> str:
-    return json.dumps(resource, sort_keys=True)
-
-
-def grants(resources: Resources, role_logical_id: str) -> set[tuple[str, str]]:
-    """Every (action, resource) the role is allowed, from every policy attached to it."""
-    role = resources[role_logical_id]["Properties"]
-    assert "ManagedPolicyArns" not in role and "Policies" not in role, "no managed or inline policies on roles"
-    allowed: set[tuple[str, str]] = set()
-    for policy in of_type(resources, "AWS::IAM::Policy").values():
-        props = policy["Properties"]
-        if {"Ref": role_logical_id} not in props.get("Roles", []):
-            continue
-        for statement in props["PolicyDocument"]["Statement"]:
-            assert statement["Effect"] == "Allow" and "Condition" not in statement, statement
-            for action in as_list(statement["Action"]):
-                for resource in as_list(statement["Resource"]):
-                    allowed.add((action, key(resource)))
-    return allowed
-
-
-def allow(actions: tuple[str, ...], resource: Any) -> set[tuple[str, str]]:
-    return {(action, key(resource)) for action in actions}
-
-
-XRAY = ("xray:PutTelemetryRecords", "xray:PutTraceSegments")
-LOG_WRITE = ("logs:CreateLogStream", "logs:PutLogEvents")
-
+from tests.infra.support import (
+    LOG_WRITE,
+    XRAY,
+    Resources,
+    allow,
+    as_list,
+    describe,
+    get_att,
+    grants,
+    key,
+    lid,
+    of_type,
+    ref,
+    route_table,
+)
 
 # ---------------------------------------------------------------------------------------------- relay
 
 
-def test_relay_event_source_mapping(stack: OrderflowStack, resources: Resources) -> None:
+def stream_mappings(resources: Resources) -> Resources:
     mappings = of_type(resources, "AWS::Lambda::EventSourceMapping")
-    assert list(mappings) == [lid(stack.relay.node.find_child("OrdersStream"))]
-    props = dict(next(iter(mappings.values()))["Properties"])
+    return {k: v for k, v in mappings.items() if "StartingPosition" in v["Properties"]}
+
+
+@pytest.mark.parametrize(("source", "kind"), [("Orders", "event"), ("Inventory", "outbox"), ("Payments", "event")])
+def test_relay_event_source_mapping(stack: OrderflowStack, resources: Resources, source: str, kind: str) -> None:
+    mappings = stream_mappings(resources)
+    sources = ("Orders", "Inventory", "Payments")
+    assert set(mappings) == {lid(stack.relay.node.find_child(f"{name}Stream")) for name in sources}
+    props = dict(mappings[lid(stack.relay.node.find_child(f"{source}Stream"))]["Properties"])
+    table = {"Orders": stack.orders, "Inventory": stack.inventory, "Payments": stack.payments}[source].table
 
     pattern = props.pop("FilterCriteria")
     assert [json.loads(f["Pattern"]) for f in pattern["Filters"]] == [
-        {"eventName": ["INSERT"], "dynamodb": {"NewImage": {"kind": {"S": ["event"]}}}}
+        {"eventName": ["INSERT"], "dynamodb": {"NewImage": {"kind": {"S": [kind]}}}}
     ]
     assert props == {
         "FunctionName": ref(stack.relay.handler.function),
-        "EventSourceArn": get_att(stack.orders.table, "StreamArn"),
+        "EventSourceArn": get_att(table, "StreamArn"),
         "StartingPosition": "TRIM_HORIZON",
         "BatchSize": 100,
         "MaximumBatchingWindowInSeconds": 1,
@@ -215,14 +158,17 @@ def test_relay_may_only_read_the_stream_put_to_the_bus_and_fail_to_its_queue(
     stack: OrderflowStack, resources: Resources
 ) -> None:
     relay = stack.relay.handler
+    streams: set[tuple[str, str]] = set()
+    for table in (stack.orders.table, stack.inventory.table, stack.payments.table):
+        streams |= allow(
+            ("dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"),
+            get_att(table, "StreamArn"),
+        )
     assert grants(resources, lid(relay.role)) == (
         allow(LOG_WRITE, get_att(relay.log_group, "Arn"))
         | allow(XRAY, "*")
         | allow(("events:PutEvents",), get_att(stack.events.bus, "Arn"))
-        | allow(
-            ("dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"),
-            get_att(stack.orders.table, "StreamArn"),
-        )
+        | streams
         | allow(("dynamodb:ListStreams",), "*")
         | allow(
             ("sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:SendMessage"),
@@ -233,20 +179,46 @@ def test_relay_may_only_read_the_stream_put_to_the_bus_and_fail_to_its_queue(
 
 def test_the_stream_mapping_waits_for_all_its_permissions(stack: OrderflowStack, resources: Resources) -> None:
     # The function (hence its mapping) already waits for its default policy; ListStreams lives in its own policy.
-    mapping = resources[lid(stack.relay.node.find_child("OrdersStream"))]
-    assert lid(stack.relay.node.find_child("StreamDiscovery")) in mapping["DependsOn"]
+    for source in ("Orders", "Inventory", "Payments"):
+        mapping = resources[lid(stack.relay.node.find_child(f"{source}Stream"))]
+        assert lid(stack.relay.node.find_child("StreamDiscovery")) in mapping["DependsOn"]
     function = resources[lid(stack.relay.handler.function)]
     assert lid(stack.relay.handler.default_policy) in function["DependsOn"]
 
 
-def test_wildcard_resources_are_only_the_unscopable_actions(resources: Resources) -> None:
-    unscopable = {*XRAY, "dynamodb:ListStreams"}
+# What CDK adds for Step Functions logging (vended-log delivery) and X-Ray on the state machine's role.
+STATE_MACHINE_UNSCOPABLE = {
+    "logs:CreateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:DescribeLogGroups",
+    "logs:DescribeResourcePolicies",
+    "logs:GetLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:UpdateLogDelivery",
+    "xray:GetSamplingRules",
+    "xray:GetSamplingTargets",
+    *XRAY,
+}
+
+
+def test_wildcard_resources_are_only_the_unscopable_actions(stack: OrderflowStack, resources: Resources) -> None:
+    state_machine_role = ref(stack.saga.state_machine.role)
+    relay_role = ref(stack.relay.handler.role)
     for logical_id, policy in of_type(resources, "AWS::IAM::Policy").items():
+        roles = policy["Properties"]["Roles"]
+        unscopable = set(XRAY)
+        if roles == [relay_role]:
+            unscopable.add("dynamodb:ListStreams")
+        if roles == [state_machine_role]:
+            unscopable = STATE_MACHINE_UNSCOPABLE
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
             actions = set(as_list(statement["Action"]))
             assert not any("*" in action for action in actions), (logical_id, statement)
             if "*" in as_list(statement["Resource"]):
                 assert actions <= unscopable, (logical_id, statement)
+            # No "<arn>:*" or "<arn>/*" either (grant_invoke adds one for versions and aliases).
+            assert not re.search(r'[:/]\*"', json.dumps(statement["Resource"])), (logical_id, statement)
 
 
 def test_only_the_api_gateway_logging_role_uses_a_managed_policy(
@@ -265,29 +237,27 @@ def test_only_the_api_gateway_logging_role_uses_a_managed_policy(
 # ---------------------------------------------------------------------------------------------- API
 
 
-def route_table(resources: Resources, rest_api_id: str) -> dict[tuple[str, str], dict[str, Any]]:
-    """(method, path) -> the method's properties, with paths rebuilt from the Resource tree."""
-    parts = {k: v["Properties"] for k, v in of_type(resources, "AWS::ApiGateway::Resource").items()}
-
-    def path(resource_ref: dict[str, Any]) -> str:
-        if resource_ref == {"Fn::GetAtt": [rest_api_id, "RootResourceId"]}:
-            return ""
-        resource = parts[resource_ref["Ref"]]
-        return path(resource["ParentId"]) + "/" + resource["PathPart"]
-
+def expected_routes(stack: OrderflowStack) -> dict[tuple[str, str], lambda_.IFunction]:
     return {
-        (m["Properties"]["HttpMethod"], path(m["Properties"]["ResourceId"]) or "/"): m["Properties"]
-        for m in of_type(resources, "AWS::ApiGateway::Method").values()
+        ("GET", "/health"): stack.orders.api.function,
+        ("POST", "/orders"): stack.orders.api.function,
+        ("GET", "/orders/{orderId}"): stack.orders.api.function,
+        ("PUT", "/admin/products/{sku}"): stack.inventory.api.function,
+        ("GET", "/admin/products/{sku}"): stack.inventory.api.function,
+        ("POST", "/admin/accounts/{customerId}/deposits"): stack.payments.api.function,
+        ("GET", "/admin/accounts/{customerId}"): stack.payments.api.function,
+        ("GET", "/accounts/me"): stack.payments.api.function,
     }
 
 
 def test_authorizer_on_every_route_but_health(stack: OrderflowStack, resources: Resources) -> None:
     routes = route_table(resources, lid(stack.api.rest_api))
-    assert set(routes) == {("GET", "/health"), ("POST", "/orders"), ("GET", "/orders/{orderId}")}
-    function_arn = get_att(stack.orders.api.function, "Arn")
+    expected = expected_routes(stack)
+    assert set(routes) == set(expected)
     for (method, path), props in routes.items():
         assert props["Integration"]["Type"] == "AWS_PROXY"
-        assert function_arn in props["Integration"]["Uri"]["Fn::Join"][1]
+        assert props["Integration"]["IntegrationHttpMethod"] == "POST"
+        assert get_att(expected[method, path], "Arn") in props["Integration"]["Uri"]["Fn::Join"][1], (method, path)
         if path == "/health":
             assert props["AuthorizationType"] == "NONE" and "AuthorizerId" not in props
         else:
@@ -319,16 +289,21 @@ def test_cognito_authorizer_users_and_admins(
 
 
 def test_invoke_permissions_are_scoped_to_each_method(stack: OrderflowStack, resources: Resources) -> None:
-    permissions = of_type(resources, "AWS::Lambda::Permission")
-    # One per route (no test-invoke permissions), each for the prod stage and that method and path only.
-    assert len(permissions) == 3
-    for permission in permissions.values():
+    # One per route (no test-invoke permissions), each for the prod stage and that method and path only, on the
+    # function that serves the route: "/GET/orders/*" for GET /orders/{orderId}.
+    expected = {
+        f"/{method}" + re.sub(r"\{\w+\}", "*", path): get_att(function, "Arn")
+        for (method, path), function in expected_routes(stack).items()
+    }
+    found = {}
+    for permission in of_type(resources, "AWS::Lambda::Permission").values():
         props = permission["Properties"]
         assert props["Principal"] == "apigateway.amazonaws.com"
-        assert props["FunctionName"] == get_att(stack.orders.api.function, "Arn")
         source = props["SourceArn"]["Fn::Join"][1]
         assert ref(stack.api.rest_api.deployment_stage) in source
-        assert re.fullmatch(r"/(GET|POST)/(health|orders(/\*)?)", source[-1]), source[-1]
+        assert source[-1] not in found, source[-1]
+        found[source[-1]] = props["FunctionName"]
+    assert found == expected
 
 
 def test_prod_stage_logs_traces_throttles_and_measures(stack: OrderflowStack, resources: Resources) -> None:
@@ -356,7 +331,16 @@ def test_prod_stage_logs_traces_throttles_and_measures(stack: OrderflowStack, re
 
 def test_tables_on_demand_with_pitr_retained(stack: OrderflowStack, resources: Resources) -> None:
     tables = of_type(resources, "AWS::DynamoDB::Table")
-    assert set(tables) == {lid(stack.orders.table), lid(stack.orders.idempotency_table)}
+    assert set(tables) == {
+        lid(table)
+        for table in (
+            stack.orders.table,
+            stack.orders.idempotency_table,
+            stack.inventory.table,
+            stack.payments.table,
+            stack.notifications.table,
+        )
+    }
     for table in tables.values():
         props = table["Properties"]
         assert props["BillingMode"] == "PAY_PER_REQUEST"
@@ -365,11 +349,16 @@ def test_tables_on_demand_with_pitr_retained(stack: OrderflowStack, resources: R
         assert "TableName" not in props
 
 
-def test_orders_table_is_an_event_store_with_a_stream(stack: OrderflowStack, resources: Resources) -> None:
-    props = resources[lid(stack.orders.table)]["Properties"]
+@pytest.mark.parametrize("service", ["orders", "inventory", "payments"])
+def test_outbox_tables_have_a_stream_and_a_ttl(stack: OrderflowStack, resources: Resources, service: str) -> None:
+    props = resources[lid(getattr(stack, service).table)]["Properties"]
     assert props["KeySchema"] == [
         {"AttributeName": "pk", "KeyType": "HASH"},
         {"AttributeName": "sk", "KeyType": "RANGE"},
+    ]
+    assert props["AttributeDefinitions"] == [
+        {"AttributeName": "pk", "AttributeType": "S"},
+        {"AttributeName": "sk", "AttributeType": "S"},
     ]
     assert props["StreamSpecification"] == {"StreamViewType": "NEW_IMAGE"}
     assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
@@ -393,10 +382,24 @@ def test_bus_and_its_archive(stack: OrderflowStack, template: Template) -> None:
 # ---------------------------------------------------------------------------------------------- functions
 
 
+def all_functions(stack: OrderflowStack) -> list[lambda_.Function]:
+    return [
+        stack.orders.api.function,
+        stack.orders.saga.function,
+        stack.inventory.api.function,
+        stack.inventory.saga.function,
+        stack.payments.api.function,
+        stack.payments.saga.function,
+        stack.relay.handler.function,
+        stack.saga.starter.function,
+        stack.notifications.handler.function,
+    ]
+
+
 def test_functions_share_the_defaults(stack: OrderflowStack, resources: Resources, template: Template) -> None:
     functions = of_type(resources, "AWS::Lambda::Function")
     # Exactly ours: no CDK helper functions (log retention, custom resources, auto-delete).
-    assert set(functions) == {lid(stack.orders.api.function), lid(stack.relay.handler.function)}
+    assert set(functions) == {lid(function) for function in all_functions(stack)}
     layer_parameter = template.to_json()["Parameters"]
     for logical_id, function in functions.items():
         props = function["Properties"]
@@ -414,22 +417,36 @@ def test_functions_share_the_defaults(stack: OrderflowStack, resources: Resource
         assert "POWERTOOLS_SERVICE_NAME" not in props["Environment"]["Variables"]
 
 
+COMMON = {"POWERTOOLS_METRICS_NAMESPACE": "Orderflow", "LOG_LEVEL": "INFO"}
+
+
 def test_function_handlers_and_environment(stack: OrderflowStack, resources: Resources) -> None:
-    api = resources[lid(stack.orders.api.function)]["Properties"]
-    assert api["Handler"] == "orders.api.handler"
-    assert api["Environment"]["Variables"] == {
-        "ORDERS_TABLE": ref(stack.orders.table),
-        "IDEMPOTENCY_TABLE": ref(stack.orders.idempotency_table),
-        "POWERTOOLS_METRICS_NAMESPACE": "Orderflow",
-        "LOG_LEVEL": "INFO",
+    expected = {
+        stack.orders.api: ("orders.api.handler", {
+            "ORDERS_TABLE": ref(stack.orders.table),
+            "IDEMPOTENCY_TABLE": ref(stack.orders.idempotency_table),
+        }),
+        stack.orders.saga: ("orders.saga.handler", {"ORDERS_TABLE": ref(stack.orders.table)}),
+        stack.inventory.api: ("inventory.api.handler", {"INVENTORY_TABLE": ref(stack.inventory.table)}),
+        stack.inventory.saga: ("inventory.saga.handler", {"INVENTORY_TABLE": ref(stack.inventory.table)}),
+        stack.payments.api: ("payments.api.handler", {
+            "PAYMENTS_TABLE": ref(stack.payments.table),
+            # The system's one idempotency table.
+            "IDEMPOTENCY_TABLE": ref(stack.orders.idempotency_table),
+        }),
+        stack.payments.saga: ("payments.saga.handler", {"PAYMENTS_TABLE": ref(stack.payments.table)}),
+        stack.relay.handler: ("relay.handler.handler", {"EVENT_BUS_NAME": ref(stack.events.bus)}),
+        stack.saga.starter: ("orders.starter.handler", {"ORDER_SAGA_ARN": ref(stack.saga.state_machine)}),
+        stack.notifications.handler: ("notifications.handler.handler", {
+            "NOTIFICATIONS_TABLE": ref(stack.notifications.table),
+            "SENDER_EMAIL": ref(stack.notifications.sender),
+        }),
     }
-    relay = resources[lid(stack.relay.handler.function)]["Properties"]
-    assert relay["Handler"] == "relay.handler.handler"
-    assert relay["Environment"]["Variables"] == {
-        "EVENT_BUS_NAME": ref(stack.events.bus),
-        "POWERTOOLS_METRICS_NAMESPACE": "Orderflow",
-        "LOG_LEVEL": "INFO",
-    }
+    assert len(expected) == len(all_functions(stack))
+    for function, (handler, environment) in expected.items():
+        props = resources[lid(function.function)]["Properties"]
+        assert props["Handler"] == handler, function.node.path
+        assert props["Environment"]["Variables"] == {**environment, **COMMON}, function.node.path
 
 
 def test_an_environment_key_means_the_same_in_every_function(resources: Resources) -> None:
@@ -440,12 +457,16 @@ def test_an_environment_key_means_the_same_in_every_function(resources: Resource
             assert seen.setdefault(name, value) == value, name
 
 
-def test_log_groups_have_retention_and_generated_names(resources: Resources) -> None:
+def test_log_groups_have_retention_and_generated_names(stack: OrderflowStack, resources: Resources) -> None:
     log_groups = of_type(resources, "AWS::Logs::LogGroup")
-    assert len(log_groups) == 3  # two functions and the API's access log
+    assert len(log_groups) == len(all_functions(stack)) + 2  # the functions', the API's access log, the saga's
     for logical_id, log_group in log_groups.items():
         assert log_group["Properties"]["RetentionInDays"] == 30, logical_id
-        assert "LogGroupName" not in log_group["Properties"], logical_id
+        if logical_id == lid(stack.saga.log_group):
+            # Step Functions' vended logs: the one named log group (see stacks/order_saga.py).
+            assert log_group["Properties"]["LogGroupName"] == "/aws/vendedlogs/states/Orderflow-OrderSaga"
+        else:
+            assert "LogGroupName" not in log_group["Properties"], logical_id
 
 
 def test_plain_cloudformation_only(resources: Resources) -> None:
@@ -475,16 +496,21 @@ def test_code_asset_leaves_out_caches_and_tests(tmp_path: Any) -> None:
 
 
 def test_outputs(stack: OrderflowStack, template: Template) -> None:
-    outputs = template.to_json()["Outputs"]
-    assert set(outputs) == {
-        "ApiUrl", "EventBusName", "OrdersTableName", "UserPoolId", "UserPoolClientId", "RelayFailureQueueUrl"
+    outputs = {name: output["Value"] for name, output in template.to_json()["Outputs"].items()}
+    api_url = outputs.pop("ApiUrl")
+    assert ref(stack.api.rest_api) in api_url["Fn::Join"][1]
+    assert outputs == {
+        "EventBusName": ref(stack.events.bus),
+        "OrdersTableName": ref(stack.orders.table),
+        "InventoryTableName": ref(stack.inventory.table),
+        "PaymentsTableName": ref(stack.payments.table),
+        "NotificationsTableName": ref(stack.notifications.table),
+        "OrderSagaArn": ref(stack.saga.state_machine),
+        "AlarmTopicArn": ref(stack.alarms.topic),
+        "UserPoolId": ref(stack.api.user_pool),
+        "UserPoolClientId": ref(stack.api.user_pool_client),
+        "RelayFailureQueueUrl": ref(stack.relay.failure_queue),
     }
-    assert outputs["EventBusName"]["Value"] == ref(stack.events.bus)
-    assert outputs["OrdersTableName"]["Value"] == ref(stack.orders.table)
-    assert outputs["UserPoolId"]["Value"] == ref(stack.api.user_pool)
-    assert outputs["UserPoolClientId"]["Value"] == ref(stack.api.user_pool_client)
-    assert outputs["RelayFailureQueueUrl"]["Value"] == ref(stack.relay.failure_queue)
-    assert ref(stack.api.rest_api) in outputs["ApiUrl"]["Value"]["Fn::Join"][1]
 
 
 def test_workflow_context_is_checked() -> None:
@@ -495,17 +521,11 @@ def test_workflow_context_is_checked() -> None:
 # ---------------------------------------------------------------------------------------------- cdk-nag
 
 
-def describe(report: Any) -> list[str]:
-    return [
-        f"{violation.rule_name} at {resource.construct_path}: {violation.description}"
-        for violation in report.violations
-        for resource in violation.violating_resources
-    ]
-
-
-def test_cdk_nag_finds_nothing_unacknowledged(app_and_stack: tuple[App, OrderflowStack]) -> None:
-    report = AwsSolutionsChecks().validate_scope(app_and_stack[0])
-    assert describe(report) == []
+def test_cdk_nag_finds_nothing_unacknowledged(
+    app_and_stack: tuple[App, OrderflowStack], express_app_and_stack: tuple[App, OrderflowStack]
+) -> None:
+    for app, _ in (app_and_stack, express_app_and_stack):
+        assert describe(AwsSolutionsChecks().validate_scope(app)) == []
 
 
 def test_no_nag_annotations(stack: OrderflowStack, template: Template) -> None:

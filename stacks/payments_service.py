@@ -1,0 +1,56 @@
+"""The payments service: event-sourced customer accounts (payments table), its API and saga functions."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_dynamodb as dynamodb
+from constructs import Construct
+
+from stacks.api import Route
+from stacks.lambda_defaults import SAGA_STEP_TIMEOUT, PythonFunction
+from stacks.tables import EVENT_STORE_ACTIONS, IDEMPOTENCY_ACTIONS, outbox_table
+
+
+class PaymentsService(Construct):
+    """``Table`` (event store of the accounts, its stream is the outbox), ``Api`` (deposits and balances),
+    ``Saga`` (the order saga's payment steps: authorize, capture, void).
+
+    Deposits are idempotent through ``idempotency_table``: the system has one Powertools idempotency table
+    (records are keyed by function name), and IDEMPOTENCY_TABLE must name the same table in every function.
+    """
+
+    routes = (
+        Route("POST", "/admin/accounts/{customerId}/deposits"),
+        Route("GET", "/admin/accounts/{customerId}"),
+        Route("GET", "/accounts/me"),
+    )
+
+    def __init__(self, scope: Construct, id: str, *, idempotency_table: dynamodb.ITable) -> None:
+        super().__init__(scope, id)
+        self.table = outbox_table(self, "Table")
+
+        self.api = PythonFunction(
+            self,
+            "Api",
+            handler="payments.api.handler",
+            description="Payments API: deposits (admins) and account balances (API Gateway REST proxy)",
+            memory_size=512,
+            timeout=Duration.seconds(10),
+            environment={
+                "PAYMENTS_TABLE": self.table.table_name,
+                "IDEMPOTENCY_TABLE": idempotency_table.table_name,
+            },
+        )
+        self.table.grant(self.api.function, *EVENT_STORE_ACTIONS)
+        idempotency_table.grant(self.api.function, *IDEMPOTENCY_ACTIONS)
+
+        self.saga = PythonFunction(
+            self,
+            "Saga",
+            handler="payments.saga.handler",
+            description="Order saga steps of the payments service: authorize, capture, void payments",
+            memory_size=256,
+            timeout=SAGA_STEP_TIMEOUT,
+            environment={"PAYMENTS_TABLE": self.table.table_name},
+        )
+        self.table.grant(self.saga.function, *EVENT_STORE_ACTIONS)
