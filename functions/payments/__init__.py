@@ -1,0 +1,1 @@
+"""The payments service: event-sourced customer accounts (deposits, holds for orders, captures, voids)."""

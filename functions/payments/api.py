@@ -1,0 +1,196 @@
+"""Lambda handler of the payments API. It only wires: parse, authorize, call the service, map errors.
+
+    POST /admin/accounts/{customerId}/deposits   admins; {"amount": "100.00"}; Idempotency-Key header
+                                                 -> 201 {"customerId", "balance", "held", "depositId"}
+    GET  /admin/accounts/{customerId}            admins -> 200 {"customerId", "balance", "held"}
+    GET  /accounts/me                            any customer -> 200 {"customerId", "balance", "held"}
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from decimal import Decimal
+from http import HTTPStatus
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyValidationError,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import Field
+
+from shared.aws import client
+from shared.event_store import ConcurrencyError, DynamoDBEventStore
+from shared.http import HttpError, parse_json_body
+from shared.identity import Caller, caller_from_claims
+from shared.settings import EnvSettings, load_settings
+
+from .commands import DepositFunds, DepositRequest
+from .domain import DepositConflict
+from .queries import account_view
+from .service import PaymentsService, deposit_id_for
+
+logger = Logger(service="payments")
+tracer = Tracer(service="payments")
+metrics = Metrics(service="payments")
+app = APIGatewayRestResolver()
+
+
+class PaymentsSettings(EnvSettings):
+    payments_table: str = Field(alias="PAYMENTS_TABLE", min_length=1)
+    idempotency_table: str = Field(alias="IDEMPOTENCY_TABLE", min_length=1)
+
+
+settings = load_settings(PaymentsSettings)
+_CUSTOMER_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+@functools.cache
+def service() -> PaymentsService:
+    return PaymentsService(DynamoDBEventStore(settings.payments_table, client("dynamodb")))
+
+
+@functools.cache
+def _idempotency_store() -> DynamoDBPersistenceLayer:
+    return DynamoDBPersistenceLayer(table_name=settings.idempotency_table, boto3_client=client("dynamodb"))
+
+
+# One record per (customer, Idempotency-Key) for 24 hours; the amount must match on a replay. Past the 24
+# hours the deposit id (derived from the same pair and recorded in the account) still makes a replay a no-op.
+idempotency_config = IdempotencyConfig(
+    event_key_jmespath="[customer_id, idempotency_key]",
+    payload_validation_jmespath="amount",
+    raise_on_no_idempotency_key=True,
+    expires_after_seconds=24 * 60 * 60,
+)
+
+
+@idempotent_function(data_keyword_argument="command", config=idempotency_config, persistence_store=_idempotency_store())
+def deposit_funds(command: DepositFunds) -> dict[str, str]:
+    deposit_id = deposit_id_for(command.customer_id, command.idempotency_key)
+    account = service().deposit(command.customer_id, deposit_id, Decimal(command.amount))
+    metrics.add_metric(name="FundsDeposited", unit=MetricUnit.Count, value=1)
+    logger.info("funds deposited", extra={"customer_id": command.customer_id, "deposit_id": deposit_id})
+    return {**account_view(account), "depositId": deposit_id}
+
+
+def _caller() -> Caller:
+    caller = caller_from_claims(app.current_event.request_context.authorizer.claims)
+    if caller is None:
+        raise HttpError(HTTPStatus.UNAUTHORIZED, "Unauthorized")
+    return caller
+
+
+def _admin() -> Caller:
+    caller = _caller()
+    if not caller.is_admin:
+        raise HttpError(HTTPStatus.FORBIDDEN, "only admins may do this")
+    return caller
+
+
+def _customer_id(value: str) -> str:
+    if not _CUSTOMER_ID.match(value):
+        raise HttpError(HTTPStatus.BAD_REQUEST, "customerId must be 1-64 characters of A-Z a-z 0-9 . _ -")
+    return value
+
+
+def _json(status: HTTPStatus, body: dict[str, Any]) -> Response:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
+
+
+@app.post("/admin/accounts/<customer_id>/deposits")
+@tracer.capture_method
+def post_deposit(customer_id: str) -> Response:
+    _admin()
+    customer_id = _customer_id(customer_id)
+    event = app.current_event
+    key = event.headers.get("Idempotency-Key")  # case-insensitive
+    if key is None:
+        raise HttpError(HTTPStatus.BAD_REQUEST, "the Idempotency-Key header is required (1-128 visible ASCII characters)")
+    body = parse_json_body(event.decoded_body, event.headers.get("Content-Type"), DepositRequest)
+    try:
+        command = DepositFunds(customer_id=customer_id, idempotency_key=key, amount=body.amount)
+    except ValueError:
+        raise HttpError(
+            HTTPStatus.BAD_REQUEST, "the Idempotency-Key header must be 1-128 visible ASCII characters"
+        ) from None
+    logger.append_keys(customer_id=customer_id, idempotency_key=key)
+    return _json(HTTPStatus.CREATED, deposit_funds(command=command))
+
+
+@app.get("/admin/accounts/<customer_id>")
+@tracer.capture_method
+def get_account(customer_id: str) -> Response:
+    _admin()
+    return _json(HTTPStatus.OK, account_view(service().account(_customer_id(customer_id))))
+
+
+@app.get("/accounts/me")
+@tracer.capture_method
+def get_my_account() -> Response:
+    caller = _caller()
+    return _json(HTTPStatus.OK, account_view(service().account(caller.customer_id)))
+
+
+@app.exception_handler(HttpError)
+def _http_error(error: HttpError) -> Response:
+    return Response(status_code=error.status, content_type=content_types.APPLICATION_JSON, body=error.body())
+
+
+@app.exception_handler(IdempotencyValidationError)
+def _key_reused(_: IdempotencyValidationError) -> Response:
+    return _http_error(_reused())
+
+
+@app.exception_handler(DepositConflict)
+def _key_reused_late(_: DepositConflict) -> Response:
+    return _http_error(_reused())
+
+
+def _reused() -> HttpError:
+    return HttpError(
+        HTTPStatus.UNPROCESSABLE_ENTITY,
+        "this Idempotency-Key was already used with a different amount: use a new key for a new deposit",
+    )
+
+
+@app.exception_handler(IdempotencyAlreadyInProgressError)
+def _in_progress(_: IdempotencyAlreadyInProgressError) -> Response:
+    return _http_error(HttpError(HTTPStatus.CONFLICT, "a request with this Idempotency-Key is still in progress: retry shortly"))
+
+
+@app.exception_handler(ConcurrencyError)
+def _concurrency(_: ConcurrencyError) -> Response:
+    return _http_error(HttpError(HTTPStatus.CONFLICT, "the account changed while this request ran: retry"))
+
+
+@app.exception_handler(Exception)
+def _unexpected(error: Exception) -> Response:
+    logger.exception("unhandled error")
+    metrics.add_metric(name="UnhandledErrors", unit=MetricUnit.Count, value=1)
+    request_id = app.current_event.request_context.request_id
+    return _http_error(HttpError(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error", requestId=request_id))
+
+
+@app.not_found
+def _not_found(_: Exception) -> Response:
+    return _http_error(HttpError(HTTPStatus.NOT_FOUND, "no such route"))
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    idempotency_config.register_lambda_context(context)
+    return app.resolve(event, context)
