@@ -16,3 +16,7 @@ os.environ.update(
 )
 for _name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
     os.environ.pop(_name, None)
+
+# The X-Ray SDK (imported by Powertools' Tracer) opens its UDP emitter socket when first imported. Import it
+# here, before pytest-socket switches sockets off for the tests, as the Lambda runtime would at init.
+import aws_xray_sdk.core  # noqa: E402,F401

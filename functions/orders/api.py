@@ -97,10 +97,10 @@ def health() -> Response:
 def post_order() -> Response:
     caller = _caller()
     event = app.current_event
-    key = event.get_header_value("Idempotency-Key", case_sensitive=False)
+    key = event.headers.get("Idempotency-Key")  # Powertools v3 headers are case-insensitive
     if key is None:
         raise HttpError(HTTPStatus.BAD_REQUEST, "the Idempotency-Key header is required (1-128 visible ASCII characters)")
-    body = parse_json_body(event.decoded_body, event.get_header_value("Content-Type", case_sensitive=False), PlaceOrderRequest)
+    body = parse_json_body(event.decoded_body, event.headers.get("Content-Type"), PlaceOrderRequest)
     try:
         command = PlaceOrder(
             customer_id=caller.customer_id, idempotency_key=key, items=body.items, contact_email=caller.email
