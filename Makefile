@@ -18,11 +18,12 @@ export CDK_CLI_NOTICES := false
 export AWS_DEFAULT_REGION ?= us-east-1
 export AWS_ACCOUNT_ID_ENDPOINT_MODE := disabled
 
-.PHONY: help install local test synth deploy diff clean
+.PHONY: help install local test synth deploy diff clean bench
 
 help:
 	@echo "make local   serve the API on http://127.0.0.1:$(PORT) against an embedded AWS (no account, no Docker)"
 	@echo "make test    run the whole test suite offline"
+	@echo "make bench   time loading an aggregate at 100, 1,000 and 10,000 events, with and without snapshots"
 	@echo "make synth   synthesize the CloudFormation template (cdk-nag runs on every synth)"
 	@echo "make deploy  cdk deploy to the AWS account of your current credentials"
 
@@ -56,6 +57,10 @@ deploy: install
 
 diff: install
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CDK) diff $(CDK_ARGS)
+
+# A benchmark, not a test: prints a table (DynamoDB in moto, in-process; no account needed).
+bench: $(VENV)/.installed
+	$(PY) benchmarks/bench_event_store.py
 
 clean:
 	rm -rf cdk.out .pytest_cache .hypothesis

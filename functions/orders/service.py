@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Callable
 from decimal import Decimal
 
+from shared import snapshots
 from shared.event_store import ConcurrencyError, EventStore
 from shared.events import DomainEvent, EventEnvelope, wrap
 
@@ -13,6 +14,7 @@ from . import domain
 from .commands import PlaceOrder
 from .domain import Order, OrderAlreadyExists
 from .events import CATALOG, SOURCE
+from .snapshot import ORDER_SNAPSHOTS
 
 # Order ids are derived from (customer, Idempotency-Key): a retry whose idempotency record was lost or has
 # expired still lands on the same order id, and the event store's conditional append turns it into a no-op.
@@ -40,7 +42,8 @@ class OrderService:
         return self._store.load(order_id)
 
     def load(self, order_id: str) -> Order | None:
-        return domain.replay((CATALOG.decode(e), e.version) for e in self._store.load(order_id))
+        """The order now: its newest usable snapshot and the events after it (shared/snapshots.py)."""
+        return snapshots.load(self._store, order_id, ORDER_SNAPSHOTS).state
 
     def place(self, command: PlaceOrder) -> Order:
         order_id = order_id_for(command.customer_id, command.idempotency_key)
@@ -72,8 +75,7 @@ class OrderService:
     ) -> Order:
         """Load, decide, append; on a concurrent write, load again and decide again."""
         for _attempt in range(APPEND_ATTEMPTS):
-            history = self._store.load(order_id)
-            state = domain.replay((CATALOG.decode(e), e.version) for e in history)
+            state = self.load(order_id)
             events = decide(state)
             if not events:
                 return self._exists(order_id, state)
@@ -102,3 +104,8 @@ class OrderService:
         requested = [(item.sku, item.quantity) for item in command.items]
         if [(line.sku, line.quantity) for line in order.lines] != requested or order.customer_id != command.customer_id:
             raise IdempotencyKeyReused()
+
+    def events(self, order_id: str, after_version: int = 0, up_to_version: int | None = None) -> list[EventEnvelope]:
+        """The order's events with after_version < version <= up_to_version, oldest first, upcast to the
+        current schema (the stored items stay as they were written). Time travel reads these, not snapshots."""
+        return [CATALOG.upcast(e) for e in self._store.load(order_id, after_version, up_to_version)]

@@ -15,12 +15,14 @@ import uuid
 from collections.abc import Callable
 from decimal import Decimal
 
+from shared import snapshots
 from shared.event_store import ConcurrencyError, EventStore
 from shared.events import DomainEvent, EventEnvelope, wrap
 
 from . import domain
 from .domain import Account, OrderPayment
 from .events import CATALOG, SOURCE
+from .snapshot import ACCOUNT_SNAPSHOTS
 
 # Deposit ids are derived from (customer, Idempotency-Key): a retry whose idempotency record was lost or has
 # expired lands on the same deposit id, which the account already holds, so it deposits nothing twice.
@@ -48,8 +50,10 @@ class PaymentsService:
         return self._store.load(domain.account_id(customer_id))
 
     def account(self, customer_id: str) -> Account:
-        """The account as its events say; one that has none is empty (every balance starts at zero)."""
-        return domain.replay(customer_id, ((CATALOG.decode(e), e.version) for e in self.history(customer_id)))
+        """The account as its events say; one that has none is empty (every balance starts at zero).
+
+        Loaded from its newest usable snapshot and the events after it (shared/snapshots.py)."""
+        return snapshots.load(self._store, domain.account_id(customer_id), ACCOUNT_SNAPSHOTS).state
 
     def deposit(self, customer_id: str, deposit_id: str, amount: Decimal) -> Account:
         return self._execute(customer_id, lambda account: domain.decide_deposit(account, deposit_id, amount))
@@ -97,3 +101,10 @@ class PaymentsService:
                 account = domain.evolve(account, event, envelope.version)
             return account
         raise ConcurrencyError(aggregate_id, account.version)
+
+    def events(self, customer_id: str, after_version: int = 0, up_to_version: int | None = None) -> list[EventEnvelope]:
+        """The account's events with after_version < version <= up_to_version, oldest first, upcast to the
+        current schema (the stored items stay as they were written). Time travel reads these, not snapshots."""
+        return [
+            CATALOG.upcast(e) for e in self._store.load(domain.account_id(customer_id), after_version, up_to_version)
+        ]

@@ -6,21 +6,40 @@ item not existing, and when the writer expects version V > 0 a condition check a
 exist. So two writers that read the same version cannot both win (the loser gets ``ConcurrencyError``), and
 nobody can append with a gap. The committed items are the outbox: the table's stream carries them to the relay.
 
-Both implementations pass the same contract suite (tests/unit/test_event_store_contract.py).
+Beside the events, one item per aggregate may hold a snapshot (see shared/snapshots.py): ``sk`` = "snapshot",
+which sorts after every zero-padded version ("s" > "9") so the events' ``BETWEEN`` range never reaches it,
+``kind`` = "snapshot" (the relay's stream filter takes only "event" items, so it is never published), the
+aggregate type, the snapshot's schema version, the version it was taken at and the state as JSON: a string, or
+zlib-compressed bytes when the JSON is large. A snapshot is only a cache: a put replaces an older version (or
+an older schema) and never a newer one, and the item can be deleted at any time without losing anything.
+
+Both implementations pass the same contract suites (tests/unit/test_event_store_contract.py, and
+tests/unit/test_snapshots_store.py for the snapshots).
 """
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Sequence
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from decimal import Decimal
 from typing import Any, Protocol
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 
 from .events import EventEnvelope, format_version
 from .records import EVENT_KIND, envelope_from_attributes, envelope_to_attributes
 
 MAX_EVENTS_PER_APPEND = 99  # TransactWriteItems takes 100 actions; one may be the version check
+
+SNAPSHOT_KIND = "snapshot"  # a snapshot item: never published (the relay takes kind "event" only)
+SNAPSHOT_SK = "snapshot"  # sorts after every zero-padded version: outside any event Query's range
+# The state JSON is compressed above this size (uncompressed it stays readable in the console), and a snapshot
+# whose stored state is still larger is refused: a DynamoDB item is at most 400 KB, keys and attributes included.
+SNAPSHOT_COMPRESS_ABOVE_BYTES = 32 * 1024
+SNAPSHOT_MAX_STATE_BYTES = 380 * 1024
 
 
 class ConcurrencyError(Exception):
@@ -34,12 +53,54 @@ class ConcurrencyError(Exception):
         self.expected_version = expected_version
 
 
+class SnapshotTooLarge(ValueError):
+    """The state does not fit in one item even compressed: the aggregate is loaded by full replay instead."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """An aggregate's state at ``version``, as the JSON-ready dict its ``schema_version`` of the encoding made."""
+
+    aggregate_id: str
+    aggregate_type: str
+    schema_version: int
+    version: int
+    state: Mapping[str, Any]
+
+    def __post_init__(self) -> None:
+        if self.version < 1:
+            raise ValueError("a snapshot is taken after at least one event")
+        if self.schema_version < 1:
+            raise ValueError("a snapshot schema version starts at 1")
+
+
 class EventStore(Protocol):
     def append(self, aggregate_id: str, expected_version: int, events: Sequence[EventEnvelope]) -> None:
         """Append events after ``expected_version`` (0 for a new aggregate), all or nothing."""
 
     def load(self, aggregate_id: str, after_version: int = 0, up_to_version: int | None = None) -> list[EventEnvelope]:
         """The aggregate's events with after_version < version <= up_to_version, oldest first."""
+
+    def load_snapshot(self, aggregate_id: str) -> Snapshot | None:
+        """The aggregate's snapshot as stored (whatever its schema version), or None."""
+
+    def save_snapshot(self, snapshot: Snapshot, *, replacing: tuple[int, int] | None = None) -> bool:
+        """Store the snapshot unless one of a newer schema, or of the same schema at the same or a newer
+        version, is there (see ``_replaces``). ``replacing`` = (schema version, version) of a stored snapshot
+        the caller read and found unusable (damaged): that one is replaced whatever its version.
+
+        True when it was written. Raises ``SnapshotTooLarge`` when the state cannot be stored.
+        """
+
+
+def _replaces(new: Snapshot, old: Snapshot | None, replacing: tuple[int, int] | None = None) -> bool:
+    """A snapshot replaces one of an older schema, or an older version of its own schema; never a newer one
+    (unless it is the very snapshot the caller found unusable)."""
+    if old is None or old.schema_version < new.schema_version:
+        return True
+    if replacing is not None and (old.schema_version, old.version) == replacing:
+        return True
+    return old.schema_version == new.schema_version and old.version < new.version
 
 
 def _check_append(aggregate_id: str, expected_version: int, events: Sequence[EventEnvelope]) -> None:
@@ -63,6 +124,7 @@ class InMemoryEventStore:
 
     def __init__(self) -> None:
         self._streams: dict[str, list[EventEnvelope]] = {}
+        self._snapshots: dict[str, Snapshot] = {}
         self._lock = threading.Lock()
 
     def append(self, aggregate_id: str, expected_version: int, events: Sequence[EventEnvelope]) -> None:
@@ -77,6 +139,46 @@ class InMemoryEventStore:
         with self._lock:
             stream = list(self._streams.get(aggregate_id, ()))
         return [e for e in stream if e.version > after_version and (up_to_version is None or e.version <= up_to_version)]
+
+    def load_snapshot(self, aggregate_id: str) -> Snapshot | None:
+        with self._lock:
+            return self._snapshots.get(aggregate_id)
+
+    def save_snapshot(self, snapshot: Snapshot, *, replacing: tuple[int, int] | None = None) -> bool:
+        # Kept as DynamoDB would give it back: through JSON, with the same size limit.
+        stored = replace(snapshot, state=_decode_state(_encode_state(snapshot.state)))
+        with self._lock:
+            if not _replaces(stored, self._snapshots.get(snapshot.aggregate_id), replacing):
+                return False
+            self._snapshots[snapshot.aggregate_id] = stored
+            return True
+
+
+def _encode_state(state: Mapping[str, Any]) -> str | bytes:
+    text = json.dumps(state, separators=(",", ":"), sort_keys=True)
+    if len(text.encode("utf-8")) <= SNAPSHOT_COMPRESS_ABOVE_BYTES:
+        return text
+    packed = zlib.compress(text.encode("utf-8"), 9)
+    if len(packed) > SNAPSHOT_MAX_STATE_BYTES:
+        raise SnapshotTooLarge(f"the state is {len(packed)} bytes compressed, over {SNAPSHOT_MAX_STATE_BYTES}")
+    return packed
+
+
+def _whole_number(value: Any) -> int:
+    """A DynamoDB number (N) that is a whole number; anything else is damage."""
+    if not isinstance(value, Decimal) or value != value.to_integral_value():
+        raise TypeError(f"{value!r} is not a whole number")
+    return int(value)
+
+
+def _decode_state(stored: Any) -> dict[str, Any]:
+    if isinstance(stored, Binary):
+        stored = stored.value
+    text = zlib.decompress(stored).decode("utf-8") if isinstance(stored, bytes) else stored
+    state = json.loads(text)
+    if not isinstance(state, dict):
+        raise ValueError("a snapshot's state is a JSON object")
+    return state
 
 
 _serializer = TypeSerializer()
@@ -152,3 +254,64 @@ class DynamoDBEventStore:
             if "LastEvaluatedKey" not in page:
                 return events
             query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def load_snapshot(self, aggregate_id: str) -> Snapshot | None:
+        """One consistent GetItem. It is a cache, never trusted: an item whose numbers cannot be read is no
+        snapshot, and a state that cannot be read comes back empty (no aggregate decodes it: it is ignored)."""
+        response = self._client.get_item(
+            TableName=self._table, Key=to_dynamo({"pk": aggregate_id, "sk": SNAPSHOT_SK}), ConsistentRead=True
+        )
+        if "Item" not in response:
+            return None
+        item = from_dynamo(response["Item"])
+        try:
+            state = _decode_state(item.get("state"))
+        except (TypeError, ValueError, zlib.error):
+            state = {}
+        try:
+            return Snapshot(
+                aggregate_id=aggregate_id,
+                aggregate_type=str(item.get("aggregate_type", "")),
+                schema_version=_whole_number(item["schema_version"]),
+                version=_whole_number(item["version"]),
+                state=state,
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def save_snapshot(self, snapshot: Snapshot, *, replacing: tuple[int, int] | None = None) -> bool:
+        item = {
+            "pk": snapshot.aggregate_id,
+            "sk": SNAPSHOT_SK,
+            "kind": SNAPSHOT_KIND,
+            "aggregate_type": snapshot.aggregate_type,
+            "schema_version": snapshot.schema_version,
+            "version": snapshot.version,
+            "state": _encode_state(snapshot.state),
+        }
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=to_dynamo(item),
+                # The same rule as _replaces, atomically (and a damaged item, whose numbers are not numbers, is
+                # replaced too: it reads as no snapshot).
+                ConditionExpression=(
+                    "attribute_not_exists(pk) OR NOT attribute_type(#v, :n) OR NOT attribute_type(schema_version, :n)"
+                    " OR schema_version < :schema OR (schema_version = :schema AND #v < :v)"
+                    " OR (schema_version = :old_schema AND #v = :old_v)"
+                ),
+                ExpressionAttributeNames={"#v": "version"},
+                ExpressionAttributeValues=to_dynamo(
+                    {
+                        ":v": snapshot.version,
+                        ":schema": snapshot.schema_version,
+                        ":n": "N",
+                        # Nothing matches -1: without ``replacing`` the last clause is always false.
+                        ":old_schema": replacing[0] if replacing else -1,
+                        ":old_v": replacing[1] if replacing else -1,
+                    }
+                ),
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True

@@ -9,6 +9,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from offline.patches import Patcher, serialize_dynamodb
 from shared.event_store import ConcurrencyError, DynamoDBEventStore, EventStore, InMemoryEventStore
 from shared.events import DomainEvent, EventEnvelope, wrap
 
@@ -30,6 +31,9 @@ def store(request: pytest.FixtureRequest) -> Iterator[EventStore]:
     if request.param == "memory":
         yield InMemoryEventStore()
         return
+    # moto has no lock: the runtime's one makes each transaction atomic, as DynamoDB is (offline/patches.py).
+    patcher = Patcher()
+    serialize_dynamodb(patcher)
     with mock_aws():
         client = boto3.client("dynamodb")
         client.create_table(
@@ -38,7 +42,10 @@ def store(request: pytest.FixtureRequest) -> Iterator[EventStore]:
             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
         )
-        yield DynamoDBEventStore("events", client)
+        try:
+            yield DynamoDBEventStore("events", client)
+        finally:
+            patcher.undo()
 
 
 def test_a_new_aggregate_has_no_events(store: EventStore) -> None:
