@@ -28,6 +28,7 @@ class OrdersService(Construct):
         ),
         Route("POST", "/orders"),
         Route("GET", "/orders/{orderId}"),
+        Route("GET", "/orders/{orderId}/history"),
     )
 
     def __init__(self, scope: Construct, id: str) -> None:

@@ -22,6 +22,7 @@ class PaymentsService(Construct):
     routes = (
         Route("POST", "/admin/accounts/{customerId}/deposits"),
         Route("GET", "/admin/accounts/{customerId}"),
+        Route("GET", "/admin/accounts/{customerId}/history"),
         Route("GET", "/accounts/me"),
     )
 

@@ -25,13 +25,16 @@ from pydantic import Field
 
 from shared.aws import client
 from shared.event_store import ConcurrencyError, DynamoDBEventStore
+from shared.events import rfc3339
+from shared.history import BadHistoryQuery, page, parse_history_query
 from shared.http import HttpError, parse_json_body
 from shared.identity import Caller, caller_from_claims
 from shared.settings import EnvSettings, load_settings
 
 from .commands import IdempotencyKey, PlaceOrder, PlaceOrderRequest
-from .queries import order_view
-from .service import IdempotencyKeyReused, OrderService
+from .domain import Order
+from .queries import order_at, order_view
+from .service import IdempotencyKeyReused, OrderService, order_id_for
 
 logger = Logger(service="orders")
 tracer = Tracer(service="orders")
@@ -110,6 +113,7 @@ def post_order() -> Response:
             HTTPStatus.BAD_REQUEST, "the Idempotency-Key header must be 1-128 visible ASCII characters"
         ) from None
     logger.append_keys(idempotency_key=key)
+    logger.set_correlation_id(order_id_for(caller.customer_id, key))  # every line from here on is about it
     return _json(HTTPStatus.ACCEPTED, place_order(command=command))
 
 
@@ -118,16 +122,50 @@ def post_order() -> Response:
 def get_order(order_id: str) -> Response:
     caller = _caller()
     logger.append_keys(order_id=order_id)
+    logger.set_correlation_id(order_id)
+    return _json(HTTPStatus.OK, order_view(_readable_order(order_id, caller)))
+
+
+def _readable_order(order_id: str, caller: Caller) -> Order:
+    """The order as it is now, if the caller may read it. Another customer's order answers exactly like a
+    missing one: nothing tells them it exists. Time travel checks this on the current state too."""
     order = service().load(order_id) if _ORDER_ID.match(order_id) else None
-    # Another customer's order answers exactly like a missing one: nothing tells them it exists.
     if order is None or (order.customer_id != caller.customer_id and not caller.is_admin):
         raise HttpError(HTTPStatus.NOT_FOUND, f"order {order_id} not found")
-    return _json(HTTPStatus.OK, order_view(order))
+    return order
+
+
+@app.get("/orders/<order_id>/history")
+@tracer.capture_method
+def get_order_history(order_id: str) -> Response:
+    """The order's events (CloudEvents, oldest first, a page at a time), or with ?asOf= / ?version= its state
+    as it was then (the same view as GET /orders/{orderId})."""
+    caller = _caller()
+    logger.append_keys(order_id=order_id)
+    logger.set_correlation_id(order_id)
+    event = app.current_event
+    query = parse_history_query(event.query_string_parameters, event.multi_value_query_string_parameters)
+    order = _readable_order(order_id, caller)
+    if not query.wants_state:
+        events = service().events(order_id, query.after, query.page_end)
+        shown, next_after = page(events, query.limit)
+        return _json(HTTPStatus.OK, {"orderId": order_id, "version": order.version, "events": shown, "nextAfter": next_after})
+    past = order_at(service(), order_id, version=query.version, as_of=query.as_of)
+    if past is None and query.as_of is not None:
+        raise HttpError(HTTPStatus.NOT_FOUND, f"order {order_id} did not exist yet at {rfc3339(query.as_of)}")
+    if past is None:
+        raise HttpError(HTTPStatus.NOT_FOUND, f"order {order_id} has no version {query.version}: it is at version {order.version}")
+    return _json(HTTPStatus.OK, order_view(past))
 
 
 @app.exception_handler(HttpError)
 def _http_error(error: HttpError) -> Response:
     return Response(status_code=error.status, content_type=content_types.APPLICATION_JSON, body=error.body())
+
+
+@app.exception_handler(BadHistoryQuery)
+def _bad_history_query(error: BadHistoryQuery) -> Response:
+    return _http_error(HttpError(HTTPStatus.BAD_REQUEST, str(error)))
 
 
 @app.exception_handler(IdempotencyValidationError)

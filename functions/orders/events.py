@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.events import DomainEvent, EventCatalog
@@ -23,10 +25,20 @@ class PricedLine(OrderLine):
 
 
 class OrderPlaced(DomainEvent):
+    """The customer placed the order (the client sends no prices: inventory tells them later).
+
+    Schema versions (``dataversion``; stored events are never rewritten, older ones are upcast when read):
+    1. ``order_id``, ``customer_id``, ``lines``; ``contact_email`` could be absent (readers assumed none).
+    2. ``contact_email`` is always there, ``null`` when the identity provider gave no email. The upcaster
+       below turns a v1 ``data`` into v2, so no code past the catalog ever has to ask whether the key exists.
+    """
+
+    schema_version: ClassVar[int] = 2
+
     order_id: str
     customer_id: str
     lines: tuple[OrderLine, ...]
-    contact_email: str | None = None  # where the customer is told about the outcome (the token's email claim)
+    contact_email: str | None  # where the customer is told about the outcome (the token's email claim)
 
 
 class OrderPriced(DomainEvent):
@@ -60,3 +72,9 @@ class OrderNeedsAttention(DomainEvent):
 
 
 CATALOG = EventCatalog(OrderPlaced, OrderPriced, OrderConfirmed, OrderCancelled, OrderNeedsAttention)
+
+
+@CATALOG.upcaster(OrderPlaced, from_version=1)
+def _order_placed_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """v1 -> v2: ``contact_email`` becomes an explicit field; a v1 event without it had none."""
+    return {**data, "contact_email": data.get("contact_email")}

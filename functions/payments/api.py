@@ -4,6 +4,8 @@
                                                  -> 201 {"customerId", "balance", "held", "depositId"}
     GET  /admin/accounts/{customerId}            admins -> 200 {"customerId", "balance", "held"}
     GET  /accounts/me                            any customer -> 200 {"customerId", "balance", "held"}
+    GET  /admin/accounts/{customerId}/history    admins -> 200 {"customerId", "version", "events", "nextAfter"};
+                                                 ?asOf=<RFC 3339> or ?version=N -> the account as it was then
 """
 
 from __future__ import annotations
@@ -32,13 +34,14 @@ from pydantic import Field
 
 from shared.aws import client
 from shared.event_store import ConcurrencyError, DynamoDBEventStore
+from shared.history import BadHistoryQuery, page, parse_history_query
 from shared.http import HttpError, parse_json_body
 from shared.identity import Caller, caller_from_claims
 from shared.settings import EnvSettings, load_settings
 
 from .commands import DepositFunds, DepositRequest
 from .domain import DepositConflict
-from .queries import account_view
+from .queries import account_at, account_state_view, account_view
 from .service import PaymentsService, deposit_id_for
 
 logger = Logger(service="payments")
@@ -136,6 +139,32 @@ def get_account(customer_id: str) -> Response:
     return _json(HTTPStatus.OK, account_view(service().account(_customer_id(customer_id))))
 
 
+@app.get("/admin/accounts/<customer_id>/history")
+@tracer.capture_method
+def get_account_history(customer_id: str) -> Response:
+    """The account's events (CloudEvents, oldest first, a page at a time), or with ?asOf= / ?version= the
+    account as it was then. An account with no events is empty, as GET /admin/accounts/{customerId} says."""
+    _admin()
+    customer_id = _customer_id(customer_id)
+    logger.append_keys(customer_id=customer_id)
+    event = app.current_event
+    query = parse_history_query(event.query_string_parameters, event.multi_value_query_string_parameters)
+    if not query.wants_state:
+        events = service().events(customer_id, query.after, query.page_end)
+        shown, next_after = page(events, query.limit)
+        version = service().account(customer_id).version
+        return _json(
+            HTTPStatus.OK, {"customerId": customer_id, "version": version, "events": shown, "nextAfter": next_after}
+        )
+    past = account_at(service(), customer_id, version=query.version, as_of=query.as_of)
+    if past is None:
+        current = service().account(customer_id).version
+        raise HttpError(
+            HTTPStatus.NOT_FOUND, f"the account of {customer_id} has no version {query.version}: it is at version {current}"
+        )
+    return _json(HTTPStatus.OK, account_state_view(past))
+
+
 @app.get("/accounts/me")
 @tracer.capture_method
 def get_my_account() -> Response:
@@ -146,6 +175,11 @@ def get_my_account() -> Response:
 @app.exception_handler(HttpError)
 def _http_error(error: HttpError) -> Response:
     return Response(status_code=error.status, content_type=content_types.APPLICATION_JSON, body=error.body())
+
+
+@app.exception_handler(BadHistoryQuery)
+def _bad_history_query(error: BadHistoryQuery) -> Response:
+    return _http_error(HttpError(HTTPStatus.BAD_REQUEST, str(error)))
 
 
 @app.exception_handler(IdempotencyValidationError)

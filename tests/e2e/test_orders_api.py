@@ -61,7 +61,7 @@ def test_place_an_order_read_it_back_and_see_it_on_the_bus_once(rt: Runtime, spy
     envelope = delivered["detail"]
     assert envelope["id"] == item["id"]["S"]  # the id made at append time, not EventBridge's
     assert envelope["specversion"] == "1.0" and envelope["subject"] == order_id and envelope["type"] == "OrderPlaced"
-    assert envelope["datacontenttype"] == "application/json" and envelope["dataversion"] == "1"
+    assert envelope["datacontenttype"] == "application/json" and envelope["dataversion"] == "2"  # OrderPlaced v2
     assert envelope["data"]["lines"] == [{"sku": "SKU-1", "quantity": 2}, {"sku": "SKU-2", "quantity": 1}]
 
     rt.settle()
