@@ -16,6 +16,8 @@ from stacks.order_saga import OrderSaga
 from stacks.orders_service import OrdersService
 from stacks.outbox_relay import OutboxRelay
 from stacks.payments_service import PaymentsService
+from stacks.projections import Projections
+from stacks.snapshots import Snapshots
 
 WORKFLOWS = ("standard", "express")
 DEFAULT_SENDER_EMAIL = "orders@example.com"
@@ -47,6 +49,7 @@ class OrderflowStack(Stack):
         self.relay.add_source("Orders", self.orders.table)
         self.relay.add_source("Inventory", self.inventory.table, kinds=("outbox",))
         self.relay.add_source("Payments", self.payments.table)
+        self.snapshots = Snapshots(self, "Snapshots", orders_table=self.orders.table, payments_table=self.payments.table)
 
         self.saga = OrderSaga(
             self,
@@ -76,6 +79,10 @@ class OrderflowStack(Stack):
         )
         self.alarms.add_queue_not_empty(
             "NotificationsInboxDlq", self.notifications.inbox.dlq, "An order outcome was not notified"
+        )
+        self.projections = Projections(self, "Projections", bus=self.events.bus, api=self.api, alarms=self.alarms)
+        self.alarms.add_queue_not_empty(
+            "SnapshotterFailures", self.snapshots.failure_queue, "The snapshotter gave up on a batch of stream records"
         )
 
         CfnOutput(self, "ApiUrl", value=self.api.url)

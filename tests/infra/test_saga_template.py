@@ -19,6 +19,7 @@ from stacks.event_inbox import EventInbox
 from stacks.lambda_defaults import PythonFunction
 from stacks.order_saga import DEFINITION_FILE
 from stacks.orderflow_stack import OrderflowStack
+from stacks.projections import ORDER_EVENTS
 from tests.infra.support import (
     LOG_WRITE,
     SQS_CONSUME,
@@ -51,6 +52,7 @@ def inboxes(stack: OrderflowStack) -> dict[str, tuple[EventInbox, PythonFunction
     return {
         "saga": (stack.saga.inbox, stack.saga.starter, ["OrderPlaced"]),
         "notifications": (stack.notifications.inbox, stack.notifications.handler, ["OrderConfirmed", "OrderCancelled"]),
+        "projections": (stack.projections.inbox, stack.projections.projector, list(ORDER_EVENTS)),
     }
 
 
@@ -157,7 +159,7 @@ def test_only_the_starter_may_start_executions(stack: OrderflowStack, resources:
 # ---------------------------------------------------------------------------------------------- rules and inboxes
 
 
-@pytest.mark.parametrize("name", ["saga", "notifications"])
+@pytest.mark.parametrize("name", ["saga", "notifications", "projections"])
 def test_rule_matches_order_events_and_targets_the_inbox_with_a_dlq(
     stack: OrderflowStack, resources: Resources, name: str
 ) -> None:
@@ -178,7 +180,7 @@ def test_only_two_rules(stack: OrderflowStack, resources: Resources) -> None:
     assert set(of_type(resources, "AWS::Events::Rule")) == {lid(i.rule) for i, _, _ in inboxes(stack).values()}
 
 
-@pytest.mark.parametrize("name", ["saga", "notifications"])
+@pytest.mark.parametrize("name", ["saga", "notifications", "projections"])
 def test_inbox_queue_redrives_to_its_dlq(stack: OrderflowStack, resources: Resources, name: str) -> None:
     inbox, consumer, _ = inboxes(stack)[name]
     timeout = resources[lid(consumer.function)]["Properties"]["Timeout"]
@@ -194,7 +196,7 @@ def test_inbox_queue_redrives_to_its_dlq(stack: OrderflowStack, resources: Resou
     }
 
 
-@pytest.mark.parametrize("name", ["saga", "notifications"])
+@pytest.mark.parametrize("name", ["saga", "notifications", "projections"])
 def test_only_the_rule_may_send_to_the_inbox_and_its_dlq(
     stack: OrderflowStack, template: Template, name: str
 ) -> None:
@@ -221,7 +223,7 @@ def test_only_the_rule_may_send_to_the_inbox_and_its_dlq(
 
 def test_every_queue_is_encrypted_and_tls_only(resources: Resources) -> None:
     queues = of_type(resources, "AWS::SQS::Queue")
-    assert len(queues) == 5  # the relay's on-failure queue, two inboxes and their DLQs
+    assert len(queues) == 8  # the relay's and the snapshotters' on-failure queues, three inboxes and their DLQs
     tls_only = set()
     for policy in of_type(resources, "AWS::SQS::QueuePolicy").values():
         props = policy["Properties"]
@@ -342,13 +344,14 @@ def test_each_function_may_only_use_its_own_resources(
 def test_no_function_reaches_another_services_table(stack: OrderflowStack, resources: Resources) -> None:
     tables = {
         stack.orders.table: "orders", stack.inventory.table: "inventory", stack.payments.table: "payments",
-        stack.notifications.table: "notifications",
+        stack.notifications.table: "notifications", stack.projections.table: "projections",
     }
     owners = {
-        "orders": [stack.orders.api, stack.orders.saga],
+        "orders": [stack.orders.api, stack.orders.saga, stack.snapshots.orders],
         "inventory": [stack.inventory.api, stack.inventory.saga],
-        "payments": [stack.payments.api, stack.payments.saga],
+        "payments": [stack.payments.api, stack.payments.saga, stack.snapshots.payments],
         "notifications": [stack.notifications.handler],
+        "projections": [stack.projections.projector, stack.projections.query],
     }
     for table, service in tables.items():
         arn = key(get_att(table, "Arn"))
@@ -402,7 +405,8 @@ def test_alarms_watch_the_saga_and_every_dead_letter_queue(stack: OrderflowStack
         [dimension] = props["Dimensions"]
         watched.add((props["Namespace"], props["MetricName"], props["Statistic"], key(dimension["Value"])))
     machine = key(ref(stack.saga.state_machine))
-    queues = (stack.relay.failure_queue, stack.saga.inbox.dlq, stack.notifications.inbox.dlq)
+    queues = (stack.relay.failure_queue, stack.saga.inbox.dlq, stack.notifications.inbox.dlq,
+              stack.projections.inbox.dlq, stack.snapshots.failure_queue)
     assert watched == {
         ("AWS/States", "ExecutionsFailed", "Sum", machine),
         ("AWS/States", "ExecutionsTimedOut", "Sum", machine),

@@ -42,14 +42,19 @@ from tests.infra.support import (
 # ---------------------------------------------------------------------------------------------- relay
 
 
-def stream_mappings(resources: Resources) -> Resources:
+def stream_mappings(resources: Resources, stack: OrderflowStack) -> Resources:
+    """The relay's stream mappings (the snapshotters' are checked in test_snapshots_template.py)."""
     mappings = of_type(resources, "AWS::Lambda::EventSourceMapping")
-    return {k: v for k, v in mappings.items() if "StartingPosition" in v["Properties"]}
+    relay = ref(stack.relay.handler.function)
+    return {
+        k: v for k, v in mappings.items()
+        if "StartingPosition" in v["Properties"] and v["Properties"]["FunctionName"] == relay
+    }
 
 
 @pytest.mark.parametrize(("source", "kind"), [("Orders", "event"), ("Inventory", "outbox"), ("Payments", "event")])
 def test_relay_event_source_mapping(stack: OrderflowStack, resources: Resources, source: str, kind: str) -> None:
-    mappings = stream_mappings(resources)
+    mappings = stream_mappings(resources, stack)
     sources = ("Orders", "Inventory", "Payments")
     assert set(mappings) == {lid(stack.relay.node.find_child(f"{name}Stream")) for name in sources}
     props = dict(mappings[lid(stack.relay.node.find_child(f"{source}Stream"))]["Properties"])
@@ -204,11 +209,13 @@ STATE_MACHINE_UNSCOPABLE = {
 
 def test_wildcard_resources_are_only_the_unscopable_actions(stack: OrderflowStack, resources: Resources) -> None:
     state_machine_role = ref(stack.saga.state_machine.role)
-    relay_role = ref(stack.relay.handler.role)
+    stream_readers = [[ref(stack.relay.handler.role)]] + [
+        [ref(f.role)] for f in (stack.snapshots.orders, stack.snapshots.payments)
+    ]
     for logical_id, policy in of_type(resources, "AWS::IAM::Policy").items():
         roles = policy["Properties"]["Roles"]
         unscopable = set(XRAY)
-        if roles == [relay_role]:
+        if roles in stream_readers:
             unscopable.add("dynamodb:ListStreams")
         if roles == [state_machine_role]:
             unscopable = STATE_MACHINE_UNSCOPABLE
@@ -241,11 +248,14 @@ def expected_routes(stack: OrderflowStack) -> dict[tuple[str, str], lambda_.IFun
     return {
         ("GET", "/health"): stack.orders.api.function,
         ("POST", "/orders"): stack.orders.api.function,
+        ("GET", "/orders"): stack.projections.query.function,
         ("GET", "/orders/{orderId}"): stack.orders.api.function,
+        ("GET", "/orders/{orderId}/history"): stack.orders.api.function,
         ("PUT", "/admin/products/{sku}"): stack.inventory.api.function,
         ("GET", "/admin/products/{sku}"): stack.inventory.api.function,
         ("POST", "/admin/accounts/{customerId}/deposits"): stack.payments.api.function,
         ("GET", "/admin/accounts/{customerId}"): stack.payments.api.function,
+        ("GET", "/admin/accounts/{customerId}/history"): stack.payments.api.function,
         ("GET", "/accounts/me"): stack.payments.api.function,
     }
 
@@ -339,6 +349,7 @@ def test_tables_on_demand_with_pitr_retained(stack: OrderflowStack, resources: R
             stack.inventory.table,
             stack.payments.table,
             stack.notifications.table,
+            stack.projections.table,
         )
     }
     for table in tables.values():
@@ -393,6 +404,10 @@ def all_functions(stack: OrderflowStack) -> list[lambda_.Function]:
         stack.relay.handler.function,
         stack.saga.starter.function,
         stack.notifications.handler.function,
+        stack.projections.projector.function,
+        stack.projections.query.function,
+        stack.snapshots.orders.function,
+        stack.snapshots.payments.function,
     ]
 
 
@@ -440,6 +455,14 @@ def test_function_handlers_and_environment(stack: OrderflowStack, resources: Res
         stack.notifications.handler: ("notifications.handler.handler", {
             "NOTIFICATIONS_TABLE": ref(stack.notifications.table),
             "SENDER_EMAIL": ref(stack.notifications.sender),
+        }),
+        stack.projections.projector: ("projections.projector.handler", {"PROJECTIONS_TABLE": ref(stack.projections.table)}),
+        stack.projections.query: ("projections.api.handler", {"PROJECTIONS_TABLE": ref(stack.projections.table)}),
+        stack.snapshots.orders: ("snapshots.orders.handler", {
+            "ORDERS_TABLE": ref(stack.orders.table), "ORDER_SNAPSHOT_INTERVAL": "10",
+        }),
+        stack.snapshots.payments: ("snapshots.payments.handler", {
+            "PAYMENTS_TABLE": ref(stack.payments.table), "ACCOUNT_SNAPSHOT_INTERVAL": "100",
         }),
     }
     assert len(expected) == len(all_functions(stack))

@@ -1,0 +1,1 @@
+"""Projections (CQRS read models): the order list, built from the order events on the bus."""
