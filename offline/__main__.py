@@ -1,6 +1,8 @@
 """Command line of the offline runtime.
 
     python -m offline serve --template cdk.out/Orderflow.template.json --port 3000 --aws-port 4566
+    python -m offline trace <orderId> --endpoint-url http://127.0.0.1:4566     (also: orderflow trace ...)
+    python -m offline rebuild-projections --endpoint-url http://127.0.0.1:4566  (also: orderflow rebuild-projections)
 """
 
 from __future__ import annotations
@@ -24,6 +26,13 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--stack-name", default=None, help="default: the template file name up to the first dot")
     serve.add_argument("--ignore-timeouts", action="store_true",
                        help="do not fail invocations that overrun their Timeout (e.g. while in a debugger)")
+    from offline import trace
+
+    trace.add_arguments(commands.add_parser("trace", help="print one order's timeline across every service"))
+    from offline import rebuild
+
+    rebuild.add_arguments(commands.add_parser("rebuild-projections", help="replay the event store into a fresh "
+                                              "order list and swap to it"))
     args = parser.parse_args(argv)
     if args.command == "serve":
         from offline.serve import serve as run_serve
@@ -31,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_serve(template=args.template, port=args.port, aws_port=args.aws_port, host=args.host,
                          code_root=args.code_root, stack_name=args.stack_name,
                          enforce_timeouts=not args.ignore_timeouts)
+    if args.command == "trace":
+        return trace.run(args)
+    if args.command == "rebuild-projections":
+        return rebuild.run(args)
     return 2  # pragma: no cover - argparse rejects other commands
 
 

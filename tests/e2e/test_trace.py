@@ -1,0 +1,228 @@
+"""Issue 4, tracing one order across services: the `orderflow trace` timeline, and the order id as the
+correlation id of every log line on the order's path.
+
+The timeline is built in-process by offline.trace against the runtime's moto through boto3 (no sockets), with
+the names the trace derives from the template itself, exactly as `orderflow trace --endpoint-url` does.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from offline import trace
+from offline.runtime import Runtime
+
+from .test_order_saga import deposit, order, place, put_product
+
+
+@pytest.fixture
+def shop(rt: Runtime) -> Runtime:
+    put_product(rt, "SKU-1", "12.50", 10)
+    return rt
+
+
+@pytest.fixture
+def resources(rt: Runtime, template: dict[str, Any]) -> trace.Resources:
+    return trace.local_resources(template, stack_name=rt.stack_name, region=rt.region)
+
+
+def timeline_json(order_id: str, resources: trace.Resources) -> dict[str, Any]:
+    timeline = trace.build_timeline(order_id, resources, trace.Clients())
+    return json.loads(json.dumps(timeline.to_json()))  # what --json prints
+
+
+def index(entries: list[dict[str, Any]], service: str, what: str) -> int:
+    found = [i for i, entry in enumerate(entries) if entry["service"] == service and entry["what"].startswith(what)]
+    assert len(found) == 1, f"{service} {what}: {len(found)} entries in {[(e['service'], e['what']) for e in entries]}"
+    return found[0]
+
+
+def assert_in_time_order(entries: list[dict[str, Any]]) -> None:
+    times = [entry["time"] for entry in entries]
+    assert None not in times
+    assert times == sorted(times)
+
+
+def test_the_trace_reads_the_names_the_runtime_created(rt: Runtime, resources: trace.Resources) -> None:
+    assert resources == trace.Resources(
+        orders_table=rt.physical("OrdersTable").name, inventory_table=rt.physical("InventoryTable").name,
+        payments_table=rt.physical("PaymentsTable").name,
+        notifications_table=rt.physical("NotificationsTable").name,
+        state_machine_arn=rt.physical("OrderSagaStateMachine").arn)
+
+
+def test_a_confirmed_order_with_a_retried_step_on_one_timeline(
+    shop: Runtime, resources: trace.Resources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import payments.saga
+
+    original = payments.saga.handler
+
+    class ConcurrencyError(Exception):  # the error name the saga retries (a lost optimistic-concurrency race)
+        pass
+
+    failures = iter([ConcurrencyError("another writer got there first")])
+
+    def capture_fails_once(event: dict[str, Any], context: Any) -> Any:
+        if event.get("action") == "capture":
+            error = next(failures, None)
+            if error is not None:
+                raise error
+        return original(event, context)
+
+    monkeypatch.setattr(payments.saga, "handler", capture_fails_once)
+    deposit(shop, "alice", "100.00")
+    order_id = place(shop, "alice", [("SKU-1", 2)])
+    shop.settle()
+    assert order(shop, "alice", order_id)["status"] == "CONFIRMED"
+
+    report = timeline_json(order_id, resources)
+    assert (report["orderId"], report["customerId"], report["execution"]) == (order_id, "alice", "SUCCEEDED")
+    entries = report["entries"]
+    assert_in_time_order(entries)
+    # every service's part, in the order it happened
+    path = [
+        ("orders", "OrderPlaced"), ("saga", "execution started"), ("saga", "ReserveInventory"),
+        ("inventory", "InventoryReserved"), ("saga", "RecordPrices"), ("orders", "OrderPriced"),
+        ("saga", "AuthorizePayment"), ("payments", "PaymentAuthorized"), ("saga", "CapturePayment"),
+        ("payments", "PaymentCaptured"), ("saga", "CommitReservation"), ("inventory", "InventoryCommitted"),
+        ("saga", "ConfirmOrder"), ("orders", "OrderConfirmed"), ("saga", "execution SUCCEEDED"),
+        ("notifications", "email SENT to alice@example.com"),
+    ]
+    positions = [index(entries, service, what) for service, what in path]
+    assert positions == sorted(positions)
+    assert len(entries) == len(path)  # nothing of other orders or of the deposit (its event has no order)
+    steps = {entry["what"]: entry for entry in entries if entry["kind"] == "step"}
+    assert all(step["durationMs"] is not None and step["durationMs"] >= 0 for step in steps.values())
+    assert {name: step["outcome"] for name, step in steps.items()} == {
+        "ReserveInventory": "ok", "RecordPrices": "ok", "AuthorizePayment": "ok", "CapturePayment": "retried",
+        "CommitReservation": "ok", "ConfirmOrder": "ok"}
+    capture = steps["CapturePayment"]
+    assert capture["attempts"] == 2 and capture["errors"][0]["error"] == "ConcurrencyError"
+    assert "another writer got there first" in capture["errors"][0]["cause"]
+    assert capture["data"]["function"] == shop.physical("PaymentsSagaFunction").name
+    placed = entries[index(entries, "orders", "OrderPlaced")]
+    assert placed["data"]["correlationid"] == order_id and placed["data"]["data"]["customer_id"] == "alice"
+    end = entries[index(entries, "saga", "execution SUCCEEDED")]
+    assert end["durationMs"] > 0 and end["detail"] == "ended in Confirmed"
+
+    table = trace.render_table(trace.build_timeline(order_id, resources, trace.Clients()), color=False)
+    assert "\033[" not in table
+    for service, what in path:
+        assert any(service in line and what in line for line in table.splitlines()), (service, what)
+    assert "ConcurrencyError" in table and "(2 tries)" in table
+    coloured = trace.render_table(trace.build_timeline(order_id, resources, trace.Clients()), color=True)
+    assert "\033[" in coloured
+
+
+def test_a_cancelled_order_shows_the_caught_error_and_the_compensations(
+    shop: Runtime, resources: trace.Resources
+) -> None:
+    deposit(shop, "bob", "10.00")
+    order_id = place(shop, "bob", [("SKU-1", 2)])
+    shop.settle()
+    assert order(shop, "bob", order_id)["status"] == "CANCELLED"
+
+    report = timeline_json(order_id, resources)
+    entries = report["entries"]
+    assert_in_time_order(entries)
+    path = [
+        ("orders", "OrderPlaced"), ("saga", "ReserveInventory"), ("inventory", "InventoryReserved"),
+        ("orders", "OrderPriced"), ("saga", "AuthorizePayment"), ("payments", "PaymentDeclined"),
+        ("saga", "VoidAuthorization"), ("saga", "ReleaseInventory"), ("inventory", "InventoryReleased"),
+        ("saga", "CancelOrder"), ("orders", "OrderCancelled"), ("saga", "execution SUCCEEDED"),
+        ("notifications", "email SENT to bob@example.com"),
+    ]
+    positions = [index(entries, service, what) for service, what in path]
+    assert positions == sorted(positions)
+    authorize = entries[index(entries, "saga", "AuthorizePayment")]
+    assert authorize["outcome"] == "caught" and authorize["errors"][0]["error"] == "PaymentDeclined"
+    assert authorize["detail"].endswith("-> VoidAuthorization") and authorize["durationMs"] is not None
+    assert entries[index(entries, "orders", "OrderCancelled")]["detail"] == "reason PAYMENT_DECLINED"
+    assert entries[index(entries, "saga", "execution SUCCEEDED")]["detail"] == "ended in Cancelled"
+    assert "inventory: reservation RELEASED (version 2)" in report["notes"]
+
+    table = trace.render_table(trace.build_timeline(order_id, resources, trace.Clients()))
+    for service, what in path:
+        assert any(service in line and what in line for line in table.splitlines()), (service, what)
+    assert "! AuthorizePayment" in table and "PaymentDeclined" in table
+
+
+def test_an_unknown_order_is_a_clear_error(rt: Runtime, resources: trace.Resources) -> None:
+    with pytest.raises(trace.OrderNotFound, match="order 5b0e7a52-0000-0000-0000-000000000000 not found"):
+        trace.build_timeline("5b0e7a52-0000-0000-0000-000000000000", resources, trace.Clients())
+
+
+def test_a_missing_table_is_a_clear_error(rt: Runtime, resources: trace.Resources) -> None:
+    wrong = trace.Resources(**{**resources.__dict__, "orders_table": "Elsewhere-OrdersTable"})
+    with pytest.raises(trace.TraceError, match="table Elsewhere-OrdersTable does not exist"):
+        trace.build_timeline("5b0e7a52-0000-0000-0000-000000000000", wrong, trace.Clients())
+
+
+# ====================================================================================== correlation ids
+@contextmanager
+def json_log_lines(rt: Runtime, template: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
+    """Every Powertools log line of every function, while the block runs, as parsed JSON.
+
+    Each Powertools Logger writes through one handler per service name (a process-wide logging.Logger): the
+    handler modules are imported first (as their first invocation would) and those handlers are pointed at a
+    buffer, whatever stream an earlier test left them on.
+    """
+    modules = {resource["Properties"]["Handler"].rpartition(".")[0]
+               for resource in template["Resources"].values() if resource["Type"] == "AWS::Lambda::Function"}
+    handlers: dict[int, logging.StreamHandler[Any]] = {}
+    for name in sorted(modules):
+        powertools_logger = getattr(importlib.import_module(name), "logger", None)
+        handler = getattr(powertools_logger, "registered_handler", None)
+        if isinstance(handler, logging.StreamHandler):
+            handlers[id(handler)] = handler
+    buffer = io.StringIO()
+    previous = {key: handler.setStream(buffer) for key, handler in handlers.items()}
+    lines: list[dict[str, Any]] = []
+    try:
+        yield lines
+    finally:
+        for key, handler in handlers.items():
+            handler.setStream(previous[key])  # type: ignore[arg-type]
+        lines += [json.loads(line) for line in buffer.getvalue().splitlines() if line.startswith("{")]
+
+
+# Lines about a whole batch of stream records (many aggregates, many orders): they name no order, so they carry
+# no correlation id; the same function logs one line per aggregate with its order id beside them.
+BATCH_SUMMARIES = {("snapshots", "batch done")}
+
+
+def test_every_log_line_on_an_orders_path_carries_the_order_id_as_correlation_id(
+    shop: Runtime, template: dict[str, Any]
+) -> None:
+    """One order from POST to email: orders API, relay, saga starter, the saga's steps in orders, inventory and
+    payments, the projector, notifications, and GET by id. Only this order is in flight, so every line logged
+    meanwhile concerns it.
+
+    Offline only, not deployed: the functions of one service share one logging.Logger in this process, and a
+    saga step's clear_state could blank the keys of another function of the same service logging at that very
+    instant on another thread. Deployed, every function has its own process.
+    """
+    deposit(shop, "alice", "100.00")
+    shop.settle()
+    with json_log_lines(shop, template) as lines:
+        order_id = place(shop, "alice", [("SKU-1", 1)])
+        shop.settle()
+        assert order(shop, "alice", order_id)["status"] == "CONFIRMED"
+    services = {line["service"] for line in lines}
+    assert {"orders", "relay", "inventory", "payments", "notifications"} <= services
+    wrong = [line for line in lines if line.get("correlation_id") != order_id
+             and (line["service"], line["message"]) not in BATCH_SUMMARIES]
+    assert wrong == [], json.dumps(wrong, indent=1)
+    messages = {(line["service"], line["message"]) for line in lines}
+    assert ("orders", "order placed") in messages and ("notifications", "email sent") in messages
+    assert ("relay", "event published") in messages and ("orders", "saga started") in messages
+
