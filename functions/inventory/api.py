@@ -17,16 +17,15 @@ from http import HTTPStatus
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.http import HttpError, parse_json_body
-from shared.identity import Caller, caller_from_claims
+from shared.rest import install_error_handlers, json_response, require_admin
 
 from .commands import SKU_PATTERN, SetProductRequest
-from .domain import ConcurrencyError
 from .queries import product_view
 from .wiring import service
 
@@ -38,23 +37,10 @@ app = APIGatewayRestResolver()
 _SKU = re.compile(SKU_PATTERN)
 
 
-def _admin() -> Caller:
-    caller = caller_from_claims(app.current_event.request_context.authorizer.claims)
-    if caller is None:
-        raise HttpError(HTTPStatus.UNAUTHORIZED, "Unauthorized")
-    if not caller.is_admin:
-        raise HttpError(HTTPStatus.FORBIDDEN, "only admins may manage products")
-    return caller
-
-
-def _json(status: HTTPStatus, body: dict[str, Any]) -> Response:
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
-
-
 @app.put("/admin/products/<sku>")
 @tracer.capture_method
 def put_product(sku: str) -> Response:
-    caller = _admin()
+    caller = require_admin(app, "only admins may manage products")
     if not _SKU.match(sku):
         raise HttpError(HTTPStatus.BAD_REQUEST, "the sku must be 1-64 characters of A-Z, a-z, 0-9, '.', '_' or '-'")
     event = app.current_event
@@ -66,40 +52,20 @@ def put_product(sku: str) -> Response:
     if changed:
         metrics.add_metric(name="ProductsUpdated", unit=MetricUnit.Count, value=1)
     logger.info("product set" if changed else "product unchanged", extra={"changed": changed})
-    return _json(HTTPStatus.OK, product_view(product))
+    return json_response(HTTPStatus.OK, product_view(product))
 
 
 @app.get("/admin/products/<sku>")
 @tracer.capture_method
 def get_product(sku: str) -> Response:
-    _admin()
+    require_admin(app, "only admins may manage products")
     product = service().product(sku) if _SKU.match(sku) else None
     if product is None:
         raise HttpError(HTTPStatus.NOT_FOUND, f"product {sku} not found")
-    return _json(HTTPStatus.OK, product_view(product))
+    return json_response(HTTPStatus.OK, product_view(product))
 
 
-@app.exception_handler(HttpError)
-def _http_error(error: HttpError) -> Response:
-    return Response(status_code=error.status, content_type=content_types.APPLICATION_JSON, body=error.body())
-
-
-@app.exception_handler(ConcurrencyError)
-def _concurrency(_: ConcurrencyError) -> Response:
-    return _http_error(HttpError(HTTPStatus.CONFLICT, "the product changed while this request ran: retry"))
-
-
-@app.exception_handler(Exception)
-def _unexpected(error: Exception) -> Response:
-    logger.exception("unhandled error")
-    metrics.add_metric(name="UnhandledErrors", unit=MetricUnit.Count, value=1)
-    request_id = app.current_event.request_context.request_id
-    return _http_error(HttpError(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error", requestId=request_id))
-
-
-@app.not_found
-def _not_found(_: Exception) -> Response:
-    return _http_error(HttpError(HTTPStatus.NOT_FOUND, "no such route"))
+install_error_handlers(app, logger, metrics, subject="product")
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)

@@ -8,7 +8,7 @@ from http import HTTPStatus
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.idempotency import (
@@ -17,21 +17,21 @@ from aws_lambda_powertools.utilities.idempotency import (
     idempotent_function,
 )
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    IdempotencyAlreadyInProgressError,
     IdempotencyValidationError,
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Field
 
 from shared.aws import client
-from shared.event_store import ConcurrencyError, DynamoDBEventStore
+from shared.event_store import DynamoDBEventStore
 from shared.events import rfc3339
 from shared.history import BadHistoryQuery, page, parse_history_query
 from shared.http import HttpError, parse_json_body
-from shared.identity import Caller, caller_from_claims
+from shared.identity import Caller
+from shared.rest import install_error_handlers, json_response, require_caller
 from shared.settings import EnvSettings, load_settings
 
-from .commands import IdempotencyKey, PlaceOrder, PlaceOrderRequest
+from .commands import PlaceOrder, PlaceOrderRequest
 from .domain import Order
 from .queries import order_at, order_view
 from .service import IdempotencyKeyReused, OrderService, order_id_for
@@ -79,26 +79,15 @@ def place_order(command: PlaceOrder) -> dict[str, str]:
     return {"orderId": order.order_id, "status": order.status.value}
 
 
-def _caller() -> Caller:
-    caller = caller_from_claims(app.current_event.request_context.authorizer.claims)
-    if caller is None:
-        raise HttpError(HTTPStatus.UNAUTHORIZED, "Unauthorized")
-    return caller
-
-
-def _json(status: HTTPStatus, body: dict[str, Any]) -> Response:
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
-
-
 @app.get("/health")
 def health() -> Response:
-    return _json(HTTPStatus.OK, {"status": "ok"})
+    return json_response(HTTPStatus.OK, {"status": "ok"})
 
 
 @app.post("/orders")
 @tracer.capture_method
 def post_order() -> Response:
-    caller = _caller()
+    caller = require_caller(app)
     event = app.current_event
     key = event.headers.get("Idempotency-Key")  # Powertools v3 headers are case-insensitive
     if key is None:
@@ -114,16 +103,16 @@ def post_order() -> Response:
         ) from None
     logger.append_keys(idempotency_key=key)
     logger.set_correlation_id(order_id_for(caller.customer_id, key))  # every line from here on is about it
-    return _json(HTTPStatus.ACCEPTED, place_order(command=command))
+    return json_response(HTTPStatus.ACCEPTED, place_order(command=command))
 
 
 @app.get("/orders/<order_id>")
 @tracer.capture_method
 def get_order(order_id: str) -> Response:
-    caller = _caller()
+    caller = require_caller(app)
     logger.append_keys(order_id=order_id)
     logger.set_correlation_id(order_id)
-    return _json(HTTPStatus.OK, order_view(_readable_order(order_id, caller)))
+    return json_response(HTTPStatus.OK, order_view(_readable_order(order_id, caller)))
 
 
 def _readable_order(order_id: str, caller: Caller) -> Order:
@@ -140,7 +129,7 @@ def _readable_order(order_id: str, caller: Caller) -> Order:
 def get_order_history(order_id: str) -> Response:
     """The order's events (CloudEvents, oldest first, a page at a time), or with ?asOf= / ?version= its state
     as it was then (the same view as GET /orders/{orderId})."""
-    caller = _caller()
+    caller = require_caller(app)
     logger.append_keys(order_id=order_id)
     logger.set_correlation_id(order_id)
     event = app.current_event
@@ -149,63 +138,29 @@ def get_order_history(order_id: str) -> Response:
     if not query.wants_state:
         events = service().events(order_id, query.after, query.page_end)
         shown, next_after = page(events, query.limit)
-        return _json(HTTPStatus.OK, {"orderId": order_id, "version": order.version, "events": shown, "nextAfter": next_after})
+        return json_response(HTTPStatus.OK, {"orderId": order_id, "version": order.version, "events": shown, "nextAfter": next_after})
     past = order_at(service(), order_id, version=query.version, as_of=query.as_of)
     if past is None and query.as_of is not None:
         raise HttpError(HTTPStatus.NOT_FOUND, f"order {order_id} did not exist yet at {rfc3339(query.as_of)}")
     if past is None:
         raise HttpError(HTTPStatus.NOT_FOUND, f"order {order_id} has no version {query.version}: it is at version {order.version}")
-    return _json(HTTPStatus.OK, order_view(past))
+    return json_response(HTTPStatus.OK, order_view(past))
 
 
-@app.exception_handler(HttpError)
-def _http_error(error: HttpError) -> Response:
-    return Response(status_code=error.status, content_type=content_types.APPLICATION_JSON, body=error.body())
-
-
-@app.exception_handler(BadHistoryQuery)
-def _bad_history_query(error: BadHistoryQuery) -> Response:
-    return _http_error(HttpError(HTTPStatus.BAD_REQUEST, str(error)))
-
-
-@app.exception_handler(IdempotencyValidationError)
-def _key_reused(_: IdempotencyValidationError) -> Response:
-    return _http_error(_reused())
-
-
-@app.exception_handler(IdempotencyKeyReused)
-def _key_reused_late(_: IdempotencyKeyReused) -> Response:
-    return _http_error(_reused())
-
-
-def _reused() -> HttpError:
-    return HttpError(
-        HTTPStatus.UNPROCESSABLE_ENTITY,
-        "this Idempotency-Key was already used with a different request body: use a new key for a new order",
-    )
-
-
-@app.exception_handler(IdempotencyAlreadyInProgressError)
-def _in_progress(_: IdempotencyAlreadyInProgressError) -> Response:
-    return _http_error(HttpError(HTTPStatus.CONFLICT, "a request with this Idempotency-Key is still in progress: retry shortly"))
-
-
-@app.exception_handler(ConcurrencyError)
-def _concurrency(_: ConcurrencyError) -> Response:
-    return _http_error(HttpError(HTTPStatus.CONFLICT, "the order changed while this request ran: retry"))
-
-
-@app.exception_handler(Exception)
-def _unexpected(error: Exception) -> Response:
-    logger.exception("unhandled error")
-    metrics.add_metric(name="UnhandledErrors", unit=MetricUnit.Count, value=1)
-    request_id = app.current_event.request_context.request_id
-    return _http_error(HttpError(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error", requestId=request_id))
-
-
-@app.not_found
-def _not_found(_: Exception) -> Response:
-    return _http_error(HttpError(HTTPStatus.NOT_FOUND, "no such route"))
+REUSED = (
+    "this Idempotency-Key was already used with a different request body: use a new key for a new order"
+)
+install_error_handlers(
+    app,
+    logger,
+    metrics,
+    subject="order",
+    errors={
+        BadHistoryQuery: lambda error: HttpError(HTTPStatus.BAD_REQUEST, str(error)),
+        IdempotencyValidationError: lambda _: HttpError(HTTPStatus.UNPROCESSABLE_ENTITY, REUSED),
+        IdempotencyKeyReused: lambda _: HttpError(HTTPStatus.UNPROCESSABLE_ENTITY, REUSED),
+    },
+)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)

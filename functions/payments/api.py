@@ -17,7 +17,7 @@ from http import HTTPStatus
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.idempotency import (
@@ -26,17 +26,16 @@ from aws_lambda_powertools.utilities.idempotency import (
     idempotent_function,
 )
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    IdempotencyAlreadyInProgressError,
     IdempotencyValidationError,
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Field
 
 from shared.aws import client
-from shared.event_store import ConcurrencyError, DynamoDBEventStore
+from shared.event_store import DynamoDBEventStore
 from shared.history import BadHistoryQuery, page, parse_history_query
 from shared.http import HttpError, parse_json_body
-from shared.identity import Caller, caller_from_claims
+from shared.rest import install_error_handlers, json_response, require_admin, require_caller
 from shared.settings import EnvSettings, load_settings
 
 from .commands import DepositFunds, DepositRequest
@@ -88,34 +87,16 @@ def deposit_funds(command: DepositFunds) -> dict[str, str]:
     return {**account_view(account), "depositId": deposit_id}
 
 
-def _caller() -> Caller:
-    caller = caller_from_claims(app.current_event.request_context.authorizer.claims)
-    if caller is None:
-        raise HttpError(HTTPStatus.UNAUTHORIZED, "Unauthorized")
-    return caller
-
-
-def _admin() -> Caller:
-    caller = _caller()
-    if not caller.is_admin:
-        raise HttpError(HTTPStatus.FORBIDDEN, "only admins may do this")
-    return caller
-
-
 def _customer_id(value: str) -> str:
     if not _CUSTOMER_ID.match(value):
         raise HttpError(HTTPStatus.BAD_REQUEST, "customerId must be 1-64 characters of A-Z a-z 0-9 . _ -")
     return value
 
 
-def _json(status: HTTPStatus, body: dict[str, Any]) -> Response:
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
-
-
 @app.post("/admin/accounts/<customer_id>/deposits")
 @tracer.capture_method
 def post_deposit(customer_id: str) -> Response:
-    _admin()
+    require_admin(app)
     customer_id = _customer_id(customer_id)
     event = app.current_event
     key = event.headers.get("Idempotency-Key")  # case-insensitive
@@ -129,14 +110,14 @@ def post_deposit(customer_id: str) -> Response:
             HTTPStatus.BAD_REQUEST, "the Idempotency-Key header must be 1-128 visible ASCII characters"
         ) from None
     logger.append_keys(customer_id=customer_id, idempotency_key=key)
-    return _json(HTTPStatus.CREATED, deposit_funds(command=command))
+    return json_response(HTTPStatus.CREATED, deposit_funds(command=command))
 
 
 @app.get("/admin/accounts/<customer_id>")
 @tracer.capture_method
 def get_account(customer_id: str) -> Response:
-    _admin()
-    return _json(HTTPStatus.OK, account_view(service().account(_customer_id(customer_id))))
+    require_admin(app)
+    return json_response(HTTPStatus.OK, account_view(service().account(_customer_id(customer_id))))
 
 
 @app.get("/admin/accounts/<customer_id>/history")
@@ -144,7 +125,7 @@ def get_account(customer_id: str) -> Response:
 def get_account_history(customer_id: str) -> Response:
     """The account's events (CloudEvents, oldest first, a page at a time), or with ?asOf= / ?version= the
     account as it was then. An account with no events is empty, as GET /admin/accounts/{customerId} says."""
-    _admin()
+    require_admin(app)
     customer_id = _customer_id(customer_id)
     logger.append_keys(customer_id=customer_id)
     event = app.current_event
@@ -153,7 +134,7 @@ def get_account_history(customer_id: str) -> Response:
         events = service().events(customer_id, query.after, query.page_end)
         shown, next_after = page(events, query.limit)
         version = service().account(customer_id).version
-        return _json(
+        return json_response(
             HTTPStatus.OK, {"customerId": customer_id, "version": version, "events": shown, "nextAfter": next_after}
         )
     past = account_at(service(), customer_id, version=query.version, as_of=query.as_of)
@@ -162,64 +143,28 @@ def get_account_history(customer_id: str) -> Response:
         raise HttpError(
             HTTPStatus.NOT_FOUND, f"the account of {customer_id} has no version {query.version}: it is at version {current}"
         )
-    return _json(HTTPStatus.OK, account_state_view(past))
+    return json_response(HTTPStatus.OK, account_state_view(past))
 
 
 @app.get("/accounts/me")
 @tracer.capture_method
 def get_my_account() -> Response:
-    caller = _caller()
-    return _json(HTTPStatus.OK, account_view(service().account(caller.customer_id)))
+    caller = require_caller(app)
+    return json_response(HTTPStatus.OK, account_view(service().account(caller.customer_id)))
 
 
-@app.exception_handler(HttpError)
-def _http_error(error: HttpError) -> Response:
-    return Response(status_code=error.status, content_type=content_types.APPLICATION_JSON, body=error.body())
-
-
-@app.exception_handler(BadHistoryQuery)
-def _bad_history_query(error: BadHistoryQuery) -> Response:
-    return _http_error(HttpError(HTTPStatus.BAD_REQUEST, str(error)))
-
-
-@app.exception_handler(IdempotencyValidationError)
-def _key_reused(_: IdempotencyValidationError) -> Response:
-    return _http_error(_reused())
-
-
-@app.exception_handler(DepositConflict)
-def _key_reused_late(_: DepositConflict) -> Response:
-    return _http_error(_reused())
-
-
-def _reused() -> HttpError:
-    return HttpError(
-        HTTPStatus.UNPROCESSABLE_ENTITY,
-        "this Idempotency-Key was already used with a different amount: use a new key for a new deposit",
-    )
-
-
-@app.exception_handler(IdempotencyAlreadyInProgressError)
-def _in_progress(_: IdempotencyAlreadyInProgressError) -> Response:
-    return _http_error(HttpError(HTTPStatus.CONFLICT, "a request with this Idempotency-Key is still in progress: retry shortly"))
-
-
-@app.exception_handler(ConcurrencyError)
-def _concurrency(_: ConcurrencyError) -> Response:
-    return _http_error(HttpError(HTTPStatus.CONFLICT, "the account changed while this request ran: retry"))
-
-
-@app.exception_handler(Exception)
-def _unexpected(error: Exception) -> Response:
-    logger.exception("unhandled error")
-    metrics.add_metric(name="UnhandledErrors", unit=MetricUnit.Count, value=1)
-    request_id = app.current_event.request_context.request_id
-    return _http_error(HttpError(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error", requestId=request_id))
-
-
-@app.not_found
-def _not_found(_: Exception) -> Response:
-    return _http_error(HttpError(HTTPStatus.NOT_FOUND, "no such route"))
+REUSED = "this Idempotency-Key was already used with a different amount: use a new key for a new deposit"
+install_error_handlers(
+    app,
+    logger,
+    metrics,
+    subject="account",
+    errors={
+        BadHistoryQuery: lambda error: HttpError(HTTPStatus.BAD_REQUEST, str(error)),
+        IdempotencyValidationError: lambda _: HttpError(HTTPStatus.UNPROCESSABLE_ENTITY, REUSED),
+        DepositConflict: lambda _: HttpError(HTTPStatus.UNPROCESSABLE_ENTITY, REUSED),
+    },
+)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)

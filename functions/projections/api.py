@@ -11,7 +11,7 @@ from http import HTTPStatus
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -19,7 +19,7 @@ from pydantic import Field
 
 from shared.aws import client
 from shared.http import HttpError
-from shared.identity import caller_from_claims
+from shared.rest import install_error_handlers, json_response, require_caller
 from shared.settings import EnvSettings, load_settings
 
 from .queries import BadQuery, encode_cursor, parse_list_orders
@@ -64,9 +64,7 @@ pointer_cache = PointerCache(LIST_POINTER_TTL_SECONDS)
 @app.get("/orders")
 @tracer.capture_method
 def list_orders() -> Response:
-    caller = caller_from_claims(app.current_event.request_context.authorizer.claims)
-    if caller is None:
-        raise HttpError(HTTPStatus.UNAUTHORIZED, "Unauthorized")
+    caller = require_caller(app)
     try:
         query = parse_list_orders(app.current_event.multi_value_query_string_parameters)
     except BadQuery as error:
@@ -78,25 +76,10 @@ def list_orders() -> Response:
         "orders": [view.to_api() for view in views],
         "nextCursor": encode_cursor(query.status, last) if last is not None else None,
     }
-    return Response(status_code=HTTPStatus.OK, content_type=content_types.APPLICATION_JSON, body=body)
+    return json_response(HTTPStatus.OK, body)
 
 
-@app.exception_handler(HttpError)
-def _http_error(error: HttpError) -> Response:
-    return Response(status_code=error.status, content_type=content_types.APPLICATION_JSON, body=error.body())
-
-
-@app.exception_handler(Exception)
-def _unexpected(error: Exception) -> Response:
-    logger.exception("unhandled error")
-    metrics.add_metric(name="UnhandledErrors", unit=MetricUnit.Count, value=1)
-    request_id = app.current_event.request_context.request_id
-    return _http_error(HttpError(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error", requestId=request_id))
-
-
-@app.not_found
-def _not_found(_: Exception) -> Response:
-    return _http_error(HttpError(HTTPStatus.NOT_FOUND, "no such route"))
+install_error_handlers(app, logger, metrics, subject="order list")
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)

@@ -1,0 +1,79 @@
+"""What every REST handler shares: JSON responses, the caller from the authorizer, and one error mapping.
+
+Every API function answers errors in one shape, ``{"message": ..., **details}``; ``install_error_handlers``
+registers that mapping on a Powertools resolver once, with the service's own exceptions added by the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from http import HTTPStatus
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
+
+from .event_store import ConcurrencyError
+from .http import HttpError
+from .identity import Caller, caller_from_claims
+
+
+def json_response(status: HTTPStatus, body: Any) -> Response:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
+
+
+def require_caller(app: APIGatewayRestResolver) -> Caller:
+    """The verified caller, or 401 (the authorizer should have refused already: defence in depth)."""
+    caller = caller_from_claims(app.current_event.request_context.authorizer.claims)
+    if caller is None:
+        raise HttpError(HTTPStatus.UNAUTHORIZED, "Unauthorized")
+    return caller
+
+
+def require_admin(app: APIGatewayRestResolver, refusal: str = "only admins may do this") -> Caller:
+    caller = require_caller(app)
+    if not caller.is_admin:
+        raise HttpError(HTTPStatus.FORBIDDEN, refusal)
+    return caller
+
+
+def install_error_handlers(
+    app: APIGatewayRestResolver,
+    logger: Logger,
+    metrics: Metrics,
+    *,
+    subject: str,
+    errors: Mapping[type[Exception], Callable[[Exception], HttpError]] | None = None,
+) -> None:
+    """Map errors to answers: HttpError as it says; the service's own ``errors``; a request still in flight
+    with the same Idempotency-Key and a lost optimistic-concurrency race are 409 (retry); an unknown route
+    404; anything else a logged 500 with the request id (never a stack trace)."""
+
+    def render(error: HttpError) -> Response:
+        return Response(status_code=error.status, content_type=content_types.APPLICATION_JSON, body=error.body())
+
+    app.exception_handler(HttpError)(render)
+
+    for exception_type, to_http in (errors or {}).items():
+        app.exception_handler(exception_type)(lambda error, _to_http=to_http: render(_to_http(error)))
+
+    @app.exception_handler(IdempotencyAlreadyInProgressError)
+    def _in_progress(_: IdempotencyAlreadyInProgressError) -> Response:
+        return render(HttpError(HTTPStatus.CONFLICT, "a request with this Idempotency-Key is still in progress: retry shortly"))
+
+    @app.exception_handler(ConcurrencyError)
+    def _concurrency(_: ConcurrencyError) -> Response:
+        return render(HttpError(HTTPStatus.CONFLICT, f"the {subject} changed while this request ran: retry"))
+
+    @app.exception_handler(Exception)
+    def _unexpected(_: Exception) -> Response:
+        logger.exception("unhandled error")
+        metrics.add_metric(name="UnhandledErrors", unit=MetricUnit.Count, value=1)
+        request_id = app.current_event.request_context.request_id
+        return render(HttpError(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error", requestId=request_id))
+
+    @app.not_found
+    def _not_found(_: Exception) -> Response:
+        return render(HttpError(HTTPStatus.NOT_FOUND, "no such route"))
