@@ -35,6 +35,28 @@ def outbox_filter(kinds: Sequence[str]) -> dict[str, object]:
     return {"eventName": ["INSERT"], "dynamodb": {"NewImage": {"kind": {"S": list(kinds)}}}}
 
 
+def on_failure_queue(scope: Construct, whose: str) -> sqs.Queue:
+    """``OnFailureQueue``: the on-failure destination of stream event source mappings (SSE, TLS only, 14 days).
+
+    It is itself a dead-letter queue, so cdk-nag's SQS3 (a DLQ for the queue) is acknowledged with ``whose``
+    failures it holds and why a DLQ behind it would only hide them.
+    """
+    queue = sqs.Queue(
+        scope,
+        "OnFailureQueue",
+        retention_period=FAILURE_RETENTION,
+        encryption=sqs.QueueEncryption.SQS_MANAGED,
+        enforce_ssl=True,
+    )
+    Validations.of(queue.node.default_child).acknowledge(  # type: ignore[arg-type]
+        Acknowledgment(
+            id="AwsSolutions-SQS3",
+            reason=f"This queue is itself the dead-letter destination (DestinationConfig.OnFailure) of {whose}",
+        )
+    )
+    return queue
+
+
 class OutboxRelay(Construct):
     """``Handler`` (the relay function), ``OnFailureQueue`` (on-failure destination), ``<id>Stream`` per source."""
 
@@ -42,22 +64,10 @@ class OutboxRelay(Construct):
         super().__init__(scope, id)
         # Gets the metadata of batches Lambda gave up on (retries or record age exhausted); the records themselves
         # are read back from the stream by sequence number. SSE with SQS-managed keys, TLS only.
-        self.failure_queue = sqs.Queue(
+        self.failure_queue = on_failure_queue(
             self,
-            "OnFailureQueue",
-            retention_period=FAILURE_RETENTION,
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-        )
-        Validations.of(self.failure_queue.node.default_child).acknowledge(  # type: ignore[arg-type]
-            Acknowledgment(
-                id="AwsSolutions-SQS3",
-                reason=(
-                    "This queue is itself the dead-letter destination of the relay's stream event source "
-                    "mappings (DestinationConfig.OnFailure); nothing consumes it automatically, so a DLQ behind "
-                    "it would only hide records an operator must inspect and redrive."
-                ),
-            )
+            "the relay's stream event source mappings; nothing consumes it automatically, so a DLQ behind it "
+            "would only hide records an operator must inspect and redrive.",
         )
 
         self.handler = PythonFunction(

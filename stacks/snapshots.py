@@ -14,16 +14,15 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from stacks.lambda_defaults import PythonFunction
 from stacks.outbox_relay import (
-    FAILURE_RETENTION,
     MAX_RECORD_AGE,
     PARALLELIZATION_FACTOR,
     RETRY_ATTEMPTS,
     STREAM_READ_ACTIONS,
+    on_failure_queue,
     outbox_filter,
 )
 
@@ -52,22 +51,10 @@ class Snapshots(Construct):
         self, scope: Construct, id: str, *, orders_table: dynamodb.ITable, payments_table: dynamodb.ITable
     ) -> None:
         super().__init__(scope, id)
-        self.failure_queue = sqs.Queue(
+        self.failure_queue = on_failure_queue(
             self,
-            "OnFailureQueue",
-            retention_period=FAILURE_RETENTION,
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-        )
-        Validations.of(self.failure_queue.node.default_child).acknowledge(  # type: ignore[arg-type]
-            Acknowledgment(
-                id="AwsSolutions-SQS3",
-                reason=(
-                    "This queue is itself the dead-letter destination of the snapshotters' stream event source "
-                    "mappings (DestinationConfig.OnFailure); a DLQ behind it would only hide batches an operator "
-                    "must inspect (a snapshot is a cache: nothing is lost, loads fall back to full replay)."
-                ),
-            )
+            "the snapshotters' stream event source mappings; a DLQ behind it would only hide batches an operator "
+            "must inspect (a snapshot is a cache: nothing is lost, loads fall back to full replay).",
         )
         self._on_failure = sources.SqsDlq(self.failure_queue)
         self.orders = self._snapshotter(
