@@ -57,6 +57,29 @@ def on_failure_queue(scope: Construct, whose: str) -> sqs.Queue:
     return queue
 
 
+def stream_discovery_policy(scope: Construct, role: iam.IRole | None) -> iam.Policy:
+    """``StreamDiscovery``: dynamodb:ListStreams in a policy of its own, so its '*' is acknowledged for nothing
+    else (reading a stream is granted per source table on that stream's ARN)."""
+    policy = iam.Policy(
+        scope,
+        "StreamDiscovery",
+        roles=[role] if role is not None else [],
+        statements=[iam.PolicyStatement(actions=["dynamodb:ListStreams"], resources=["*"])],
+    )
+    Validations.of(policy).acknowledge(
+        Acknowledgment(
+            id="AwsSolutions-IAM5[Resource::*]",
+            reason=(
+                "dynamodb:ListStreams supports no resource-level permissions (IAM service authorization "
+                "reference: DynamoDB) and is part of what Lambda's stream event source mapping needs (see "
+                "AWSLambdaDynamoDBExecutionRole); it only lists stream ARNs, reading a stream is granted "
+                "per source table on that stream's ARN."
+            ),
+        )
+    )
+    return policy
+
+
 class OutboxRelay(Construct):
     """``Handler`` (the relay function), ``OnFailureQueue`` (on-failure destination), ``<id>Stream`` per source."""
 
@@ -111,25 +134,7 @@ class OutboxRelay(Construct):
         return mapping
 
     def _stream_discovery(self) -> iam.Policy:
-        """dynamodb:ListStreams in a policy of its own, so its '*' is acknowledged for nothing else."""
         existing = self.node.try_find_child("StreamDiscovery")
         if existing is not None:
             return existing  # type: ignore[return-value]
-        policy = iam.Policy(
-            self,
-            "StreamDiscovery",
-            roles=[self.handler.role],
-            statements=[iam.PolicyStatement(actions=["dynamodb:ListStreams"], resources=["*"])],
-        )
-        Validations.of(policy).acknowledge(
-            Acknowledgment(
-                id="AwsSolutions-IAM5[Resource::*]",
-                reason=(
-                    "dynamodb:ListStreams supports no resource-level permissions (IAM service authorization "
-                    "reference: DynamoDB) and is part of what Lambda's stream event source mapping needs (see "
-                    "AWSLambdaDynamoDBExecutionRole); it only lists stream ARNs, reading a stream is granted "
-                    "per source table on that stream's ARN."
-                ),
-            )
-        )
-        return policy
+        return stream_discovery_policy(self, self.handler.role)

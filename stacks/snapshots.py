@@ -9,9 +9,8 @@ ReportBatchItemFailures, bisect, retry cap, record age, on-failure queue), with 
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Duration, Validations
+from aws_cdk import Duration
 from aws_cdk import aws_dynamodb as dynamodb
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
 from constructs import Construct
@@ -24,6 +23,7 @@ from stacks.outbox_relay import (
     STREAM_READ_ACTIONS,
     on_failure_queue,
     outbox_filter,
+    stream_discovery_policy,
 )
 
 # Events between two snapshots of one aggregate, per aggregate type (the handler reads them from the environment).
@@ -111,27 +111,6 @@ class Snapshots(Construct):
         )
         table.grant_stream(function.function, *STREAM_READ_ACTIONS)
         table.grant(function.function, *SNAPSHOTTER_TABLE_ACTIONS)
-        mapping.node.add_dependency(self._stream_discovery(function))
+        mapping.node.add_dependency(stream_discovery_policy(function, function.role))
         return function
 
-    @staticmethod
-    def _stream_discovery(function: PythonFunction) -> iam.Policy:
-        """dynamodb:ListStreams in a policy of its own, so its '*' is acknowledged for nothing else."""
-        policy = iam.Policy(
-            function,
-            "StreamDiscovery",
-            roles=[function.role],
-            statements=[iam.PolicyStatement(actions=["dynamodb:ListStreams"], resources=["*"])],
-        )
-        Validations.of(policy).acknowledge(
-            Acknowledgment(
-                id="AwsSolutions-IAM5[Resource::*]",
-                reason=(
-                    "dynamodb:ListStreams supports no resource-level permissions (IAM service authorization "
-                    "reference: DynamoDB) and is part of what Lambda's stream event source mapping needs (see "
-                    "AWSLambdaDynamoDBExecutionRole); it only lists stream ARNs, reading a stream is granted "
-                    "per source table on that stream's ARN."
-                ),
-            )
-        )
-        return policy
