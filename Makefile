@@ -60,6 +60,8 @@ diff: install
 
 # A benchmark, not a test: prints a table (DynamoDB in moto, in-process; no account needed).
 bench: $(VENV)/.installed
+	$(PY) benchmarks/bench_cold_start.py
+	$(PY) benchmarks/bench_relay.py
 	$(PY) benchmarks/bench_event_store.py
 
 clean:
