@@ -57,6 +57,40 @@ def on_failure_queue(scope: Construct, whose: str) -> sqs.Queue:
     return queue
 
 
+def stream_mapping(
+    scope: Construct,
+    id: str,
+    function: lambda_.IFunction,
+    table: dynamodb.ITable,
+    *,
+    kinds: Sequence[str],
+    on_failure: lambda_.IEventSourceDlq,
+    batch_size: int,
+    max_batching_window: Duration,
+) -> lambda_.EventSourceMapping:
+    """A stream event source mapping with the settings every stream consumer here shares: INSERTs of the given
+    item kinds only, bisect on error, a retry cap, a maximum record age, one shard poller per shard (order per
+    aggregate kept), partial batch failures and an on-failure destination. Grants reading that stream only."""
+    mapping = lambda_.EventSourceMapping(
+        scope,
+        id,
+        target=function,
+        event_source_arn=table.table_stream_arn,
+        starting_position=lambda_.StartingPosition.TRIM_HORIZON,
+        batch_size=batch_size,
+        max_batching_window=max_batching_window,
+        bisect_batch_on_error=True,
+        retry_attempts=RETRY_ATTEMPTS,
+        max_record_age=MAX_RECORD_AGE,
+        parallelization_factor=PARALLELIZATION_FACTOR,
+        report_batch_item_failures=True,
+        filters=[lambda_.FilterCriteria.filter(outbox_filter(kinds))],
+        on_failure=on_failure,  # grants sqs:SendMessage on the failure queue
+    )
+    table.grant_stream(function, *STREAM_READ_ACTIONS)  # that stream only, no table data access
+    return mapping
+
+
 def stream_discovery_policy(scope: Construct, role: iam.IRole | None) -> iam.Policy:
     """``StreamDiscovery``: dynamodb:ListStreams in a policy of its own, so its '*' is acknowledged for nothing
     else (reading a stream is granted per source table on that stream's ARN)."""
@@ -112,24 +146,16 @@ class OutboxRelay(Construct):
         """Relay INSERTs of items whose ``kind`` is in ``kinds`` from ``table``'s stream to the bus."""
         if table.table_stream_arn is None:
             raise ValueError(f"{table.node.path} has no stream to relay")
-        mapping = lambda_.EventSourceMapping(
+        mapping = stream_mapping(
             self,
             f"{id}Stream",
-            target=self.handler.function,
-            event_source_arn=table.table_stream_arn,
-            starting_position=lambda_.StartingPosition.TRIM_HORIZON,
+            self.handler.function,
+            table,
+            kinds=kinds,
+            on_failure=self._on_failure,
             batch_size=BATCH_SIZE,
             max_batching_window=MAX_BATCHING_WINDOW,
-            bisect_batch_on_error=True,
-            retry_attempts=RETRY_ATTEMPTS,
-            max_record_age=MAX_RECORD_AGE,
-            parallelization_factor=PARALLELIZATION_FACTOR,
-            report_batch_item_failures=True,
-            filters=[lambda_.FilterCriteria.filter(outbox_filter(kinds))],
-            on_failure=self._on_failure,  # grants sqs:SendMessage on the failure queue
         )
-        # Read on this table's stream only, no table data access.
-        table.grant_stream(self.handler.function, *STREAM_READ_ACTIONS)
         mapping.node.add_dependency(self._stream_discovery())
         return mapping
 

@@ -11,19 +11,14 @@ from __future__ import annotations
 
 from aws_cdk import Duration
 from aws_cdk import aws_dynamodb as dynamodb
-from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
 from constructs import Construct
 
 from stacks.lambda_defaults import PythonFunction
 from stacks.outbox_relay import (
-    MAX_RECORD_AGE,
-    PARALLELIZATION_FACTOR,
-    RETRY_ATTEMPTS,
-    STREAM_READ_ACTIONS,
     on_failure_queue,
-    outbox_filter,
     stream_discovery_policy,
+    stream_mapping,
 )
 
 # Events between two snapshots of one aggregate, per aggregate type (the handler reads them from the environment).
@@ -93,23 +88,16 @@ class Snapshots(Construct):
             timeout=Duration.seconds(60),
             environment=environment,
         )
-        mapping = lambda_.EventSourceMapping(
+        mapping = stream_mapping(
             function,
             "Stream",
-            target=function.function,
-            event_source_arn=table.table_stream_arn,
-            starting_position=lambda_.StartingPosition.TRIM_HORIZON,
+            function.function,
+            table,
+            kinds=("event",),
+            on_failure=self._on_failure,
             batch_size=BATCH_SIZE,
             max_batching_window=MAX_BATCHING_WINDOW,
-            bisect_batch_on_error=True,
-            retry_attempts=RETRY_ATTEMPTS,
-            max_record_age=MAX_RECORD_AGE,
-            parallelization_factor=PARALLELIZATION_FACTOR,
-            report_batch_item_failures=True,
-            filters=[lambda_.FilterCriteria.filter(outbox_filter(("event",)))],
-            on_failure=self._on_failure,  # grants sqs:SendMessage on the failure queue
         )
-        table.grant_stream(function.function, *STREAM_READ_ACTIONS)
         table.grant(function.function, *SNAPSHOTTER_TABLE_ACTIONS)
         mapping.node.add_dependency(stream_discovery_policy(function, function.role))
         return function
