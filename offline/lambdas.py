@@ -31,6 +31,7 @@ from moto.awslambda.exceptions import UnknownFunctionException
 from moto.awslambda.models import LambdaBackend, LambdaFunction, lambda_backends
 
 from offline import destinations
+from offline.observe import Invocation, InvocationKilled, Observers
 from offline.patches import Patcher
 
 log = logging.getLogger("offline.lambda")
@@ -121,11 +122,13 @@ class InProcessLambdas:
         region: str,
         enforce_timeouts: bool = True,
         retry_delay: Callable[[int], float] = lambda attempt: 0.0,
+        observers: Observers | None = None,
     ) -> None:
         self.account_id = account_id
         self.region = region
         self.enforce_timeouts = enforce_timeouts
         self.retry_delay = retry_delay
+        self.observers = observers if observers is not None else Observers()
         # Function ARN -> DeadLetterConfig target ARN (moto does not keep the function's DeadLetterConfig).
         self.dead_letter_targets: dict[str, str] = {}
         self._handler_locks: dict[str, threading.RLock] = {}  # function ARN -> its "execution environment"
@@ -239,16 +242,32 @@ class InProcessLambdas:
         context = LambdaContext(function=function, request_id=request_id,
                                 deadline_ms=int(started * 1000 + timeout_seconds * 1000))
         log.debug("START %s RequestId: %s", function.function_name, request_id)
+        invocation = Invocation(function_name=function.function_name, function_arn=function.function_arn,
+                                handler=handler_string, memory_mb=int(function.memory_size or 128),
+                                request_id=request_id)
+        token = self.observers.start_invocation(invocation)
+        outcome: tuple[str, bool, str] | None = None
         try:
             result = handler(event, context)
         except Exception as error:
-            return self._error(type(error).__name__, str(error), request_id, function, _handler_stack(error))
+            outcome = self._error(type(error).__name__, str(error), request_id, function, _handler_stack(error))
+        except InvocationKilled as error:  # a crash injected after an AWS call took effect
+            outcome = self._error("Runtime.ExitError", f"RequestId: {request_id} Error: Runtime exited ({error})",
+                                  request_id, function)
         except SystemExit as error:
-            return self._error("Runtime.ExitError", f"RequestId: {request_id} Error: Runtime exited ({error.code})",
-                               request_id, function)
+            outcome = self._error("Runtime.ExitError", f"RequestId: {request_id} Error: Runtime exited ({error.code})",
+                                  request_id, function)
         finally:
             elapsed = time.time() - started
             log.debug("END %s RequestId: %s Duration: %.2f ms", function.function_name, request_id, elapsed * 1000)
+            error_type = None
+            if outcome is not None:
+                error_type = json.loads(outcome[0]).get("errorType")
+            elif self.enforce_timeouts and elapsed > timeout_seconds:
+                error_type = "Sandbox.Timedout"
+            self.observers.finish_invocation(token, invocation, elapsed, error_type)
+        if outcome is not None:
+            return outcome
         if self.enforce_timeouts and elapsed > timeout_seconds:
             # Lambda would have stopped the function at its Timeout; report what the caller would have seen.
             return self._error("Sandbox.Timedout",

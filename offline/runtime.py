@@ -108,6 +108,9 @@ class Runtime:
         self._sqs_pollers: dict[str, Any] = {}
         self.lambdas: Any = None
         self.events: Any = None
+        from offline.observe import Observers
+
+        self.observers = Observers()
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> Runtime:
@@ -142,9 +145,11 @@ class Runtime:
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self._mock.start()
         self._patcher = Patcher()
+        self.observers.install(self._patcher)  # before any boto3 session exists: sessions read the handlers once
         serialize_dynamodb(self._patcher)
         self.lambdas = InProcessLambdas(account_id=self.account_id, region=self.region,
-                                        enforce_timeouts=self.enforce_timeouts, retry_delay=self._retry_delay)
+                                        enforce_timeouts=self.enforce_timeouts, retry_delay=self._retry_delay,
+                                        observers=self.observers)
         self.lambdas.install(self._patcher)
         self.events = EventBridgeTargets(lambdas=self.lambdas, retry_delay=self._retry_delay)
         self.events.install(self._patcher)
@@ -182,6 +187,11 @@ class Runtime:
             self._stream_pollers.clear()
             self._sqs_pollers.clear()
             patches.release(self)
+
+    def observe(self, observer: Any) -> Any:
+        """Register an observer of invocations and of the handlers' AWS calls (see offline/observe.py)."""
+        self.observers.add(observer)
+        return observer
 
     # ------------------------------------------------------------------ what is running
     @property

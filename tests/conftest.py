@@ -20,3 +20,42 @@ for _name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
 # The X-Ray SDK (imported by Powertools' Tracer) opens its UDP emitter socket when first imported. Import it
 # here, before pytest-socket switches sockets off for the tests, as the Lambda runtime would at init.
 import aws_xray_sdk.core  # noqa: E402,F401
+
+# --------------------------------------------------------------------------- the reliability summary line
+import pytest  # noqa: E402
+
+from tests import figures  # noqa: E402
+
+
+_IS_XDIST_WORKER = False
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _IS_XDIST_WORKER
+    _IS_XDIST_WORKER = hasattr(config, "workeroutput")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: hand its figures to the controller
+        workeroutput["reliability_figures"] = figures.snapshot()
+
+
+def pytest_testnodedown(node, error) -> None:  # xdist controller hook
+    figures.merge(getattr(node, "workeroutput", {}).get("reliability_figures", {}))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    # Counted where the reports end up (the controller, or the only process without xdist), once per test phase.
+    if not _IS_XDIST_WORKER and report.failed and "reliability" in report.keywords:
+        figures.record("violations")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    if getattr(config, "workeroutput", None) is not None:
+        return
+    counts = figures.snapshot()
+    if not counts and exitstatus != 0:
+        return
+    terminalreporter.write_sep("=", "reliability figures")
+    terminalreporter.write_line(figures.summary_line())
