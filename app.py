@@ -1,4 +1,4 @@
-"""The orderflow CDK app: the "Orderflow" stack, checked by cdk-nag (AwsSolutions) on every synth.
+"""The orderflow CDK app: the "Orderflow" stack, checked by cdk-nag (AwsSolutions and Serverless) on every synth.
 
 `cdk synth` runs this file; so does the offline runtime (``python app.py`` with CDK_OUTDIR set), without the
 CDK CLI. The context from cdk.json (feature flags, ``workflow``) is loaded here too, so both produce the same
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from aws_cdk import App, Validations
-from cdk_nag import AwsSolutionsChecks
+from cdk_nag import AwsSolutionsChecks, NagPack, ServerlessChecks
 
 from stacks.orderflow_stack import DEFAULT_SENDER_EMAIL, OrderflowStack
 
@@ -28,6 +28,12 @@ CLI_DEFAULTS = {
 }
 
 
+# The cdk-nag rule packs every synth runs: AWS Solutions (security) and Serverless (operational best practices:
+# failure destinations, tracing, throttling, log retention...). Any finding not acknowledged on its construct,
+# with a written reason, fails the synth.
+NAG_PACKS: tuple[type[NagPack], ...] = (AwsSolutionsChecks, ServerlessChecks)
+
+
 def cdk_json_context() -> dict[str, Any]:
     return json.loads((ROOT / "cdk.json").read_text())["context"]
 
@@ -40,9 +46,9 @@ def build_app(context: dict[str, Any] | None = None) -> tuple[App, OrderflowStac
         workflow=app.node.try_get_context("workflow") or "standard",
         sender_email=app.node.try_get_context("senderEmail") or DEFAULT_SENDER_EMAIL,
     )
-    # cdk-nag v3 is a policy validation plugin: findings go to the synth's validation report and fail the synth.
-    # Acknowledgements (Validations.of(construct).acknowledge) are also written into the resources' Metadata.
-    Validations.of(app).add_plugins(AwsSolutionsChecks(app, write_suppressions_to_cloud_formation=True))
+    # cdk-nag v3 packs are policy validation plugins: findings go to the synth's validation report and fail the
+    # synth. Acknowledgements (Validations.of(construct).acknowledge) are also written into the resources' Metadata.
+    Validations.of(app).add_plugins(*(pack(app, write_suppressions_to_cloud_formation=True) for pack in NAG_PACKS))
     return app, stack
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_apigateway as apigw
@@ -21,11 +22,46 @@ from stacks.lambda_defaults import LOG_RETENTION
 
 STAGE_NAME = "prod"
 ADMINS_GROUP = "admins"
-# Stage-wide default for every method; per-route limits can come later with usage plans.
-THROTTLING_RATE_LIMIT = 100  # requests per second, steady state
-THROTTLING_BURST_LIMIT = 200
+STAGE_LOGGING_LEVEL = apigw.MethodLoggingLevel.ERROR
 
-# One JSON line per request. The caller is the token's sub (empty for public routes).
+
+@dataclass(frozen=True)
+class Throttle:
+    """A token bucket: ``rate`` requests per second steady state, ``burst`` at once. API Gateway REST applies a
+    stage's or a method's limit to all callers together (a per-client limit needs usage plans and API keys, which
+    a public API with Cognito tokens does not hand out); over it, the caller gets 429 before any function runs."""
+
+    rate: int
+    burst: int
+
+
+# The stage-wide default for every method, and tighter limits on the routes that cost most or that anyone can
+# call, so those cannot use up the budget of the rest (throttle_for picks one per route):
+STAGE_THROTTLE = Throttle(rate=100, burst=200)
+# Unauthenticated (GET /health): a probe needs a few requests a minute; a flood of it is never legitimate.
+PUBLIC_THROTTLE = Throttle(rate=10, burst=20)
+# Operators' routes: a handful of people, and a deposit or a stock change is a write.
+ADMIN_THROTTLE = Throttle(rate=20, burst=40)
+# A customer write starts work downstream (POST /orders: an event, a saga execution, ~6 invocations).
+WRITE_THROTTLE = Throttle(rate=50, burst=100)
+
+# Request size. API Gateway REST has no setting that caps the body below its own hard 10 MB, at the stage or a
+# method, and a Lambda proxy request is capped at 6 MB by Lambda's payload limit. What orderflow does:
+# - every API function rejects a body over 64 KB before parsing it (functions/shared/http.py, MAX_BODY_BYTES:
+#   413 in the API's error shape, nothing written), and the method throttles above bound how many such requests
+#   can reach a function per second, so an oversized-body flood costs at most rate x 6 MB of function input;
+# - not a request validator with a JSON Schema model: a schema constrains structure (maxItems, maxLength), never
+#   bytes (whitespace pads any body), it would be a second copy of the pydantic models answering another error
+#   shape, and it does not run offline (see the AwsSolutions-APIG2 acknowledgement);
+# - the control that does cap bytes before the function is AWS WAF: a web ACL on this stage with a size
+#   constraint on the body (64 KB inspection limit, oversize handling MATCH -> block), next to the managed rule
+#   groups and a rate-based rule per IP. It costs per ACL, rule and request, and is an account decision (see the
+#   AwsSolutions-APIG3 acknowledgement): attach it with wafv2.CfnWebACLAssociation on rest_api.deployment_stage.
+
+# One JSON line per request (cdk-nag Serverless-APIGWStructuredLogging): who (sub: the token's subject, empty on
+# public routes; ip), what (method, resource, path), the outcome (status, errorType such as THROTTLED,
+# UNAUTHORIZED or REQUEST_TOO_LARGE, and the function's own status and latency), and the ids to find the request
+# in the function's logs and in X-Ray.
 ACCESS_LOG_FORMAT = json.dumps(
     {
         "requestId": "$context.requestId",
@@ -42,6 +78,8 @@ ACCESS_LOG_FORMAT = json.dumps(
         "integrationLatencyMs": "$context.integration.latency",
         "integrationStatus": "$context.integration.status",
         "errorMessage": "$context.error.message",
+        "errorType": "$context.error.responseType",
+        "integrationError": "$context.integrationErrorMessage",
         "sub": "$context.authorizer.claims.sub",
         "xrayTraceId": "$context.xrayTraceId",
     },
@@ -56,6 +94,36 @@ class Route:
     method: str
     path: str
     public_reason: str | None = None
+
+
+def throttle_for(route: Route) -> Throttle | None:
+    """The route's own limit, or None for the stage default: public, then admin, then write routes."""
+    if route.public_reason is not None:
+        return PUBLIC_THROTTLE
+    if route.path == "/admin" or route.path.startswith("/admin/"):
+        return ADMIN_THROTTLE
+    if route.method in ("POST", "PUT", "PATCH", "DELETE"):
+        return WRITE_THROTTLE
+    return None
+
+
+def method_setting(http_method: str, resource_path: str, throttle: Throttle) -> dict[str, Any]:
+    """One MethodSettings entry. A method's entry replaces the stage-wide one for that method, so every entry
+    repeats the stage's logging, metrics and data-trace settings."""
+    return {
+        "HttpMethod": http_method,
+        "ResourcePath": resource_path,
+        "LoggingLevel": STAGE_LOGGING_LEVEL.value,
+        "DataTraceEnabled": False,  # never log request/response bodies (tokens, customer data)
+        "MetricsEnabled": True,
+        "ThrottlingRateLimit": throttle.rate,
+        "ThrottlingBurstLimit": throttle.burst,
+    }
+
+
+def method_settings_path(path: str) -> str:
+    """A resource path the way a stage's MethodSettings name it: "/~1orders~1{orderId}" for /orders/{orderId}."""
+    return "/" + path.replace("/", "~1") if path != "/" else "/"
 
 
 class Api(Construct):
@@ -83,6 +151,9 @@ class Api(Construct):
     def add_route(self, route: Route, handler: lambda_.IFunction) -> apigw.Method:
         resource = self.rest_api.root.resource_for_path(route.path)
         integration = self._integration(handler)
+        throttle = throttle_for(route)
+        if throttle is not None:
+            self._throttle_method(route, throttle)
         if route.public_reason is None:
             return resource.add_method(
                 route.method,
@@ -94,6 +165,15 @@ class Api(Construct):
         for rule in ("AwsSolutions-APIG4", "AwsSolutions-COG4"):
             Validations.of(method).acknowledge(Acknowledgment(id=rule, reason=route.public_reason))
         return method
+
+    def _throttle_method(self, route: Route, throttle: Throttle) -> None:
+        # Routes are added after the stage exists (CDK's method_options are constructor-only): the stage's
+        # MethodSettings are rewritten with one more entry per throttled route. The stage-wide entry is the
+        # same as the one deploy_options renders, which cdk-nag (APIGWDefaultThrottling) reads.
+        self._method_settings.append(method_setting(route.method, method_settings_path(route.path), throttle))
+        stage = self.rest_api.deployment_stage.node.default_child
+        assert isinstance(stage, apigw.CfnStage)
+        stage.add_property_override("MethodSettings", self._method_settings)
 
     def _integration(self, handler: lambda_.IFunction) -> apigw.LambdaIntegration:
         key = handler.node.path
@@ -183,12 +263,13 @@ class Api(Construct):
                 access_log_format=apigw.AccessLogFormat.custom(ACCESS_LOG_FORMAT),
                 tracing_enabled=True,
                 metrics_enabled=True,
-                logging_level=apigw.MethodLoggingLevel.ERROR,
+                logging_level=STAGE_LOGGING_LEVEL,
                 data_trace_enabled=False,  # never log request/response bodies (tokens, customer data)
-                throttling_rate_limit=THROTTLING_RATE_LIMIT,
-                throttling_burst_limit=THROTTLING_BURST_LIMIT,
+                throttling_rate_limit=STAGE_THROTTLE.rate,
+                throttling_burst_limit=STAGE_THROTTLE.burst,
             ),
         )
+        self._method_settings = [method_setting("*", "/*", STAGE_THROTTLE)]
         # The stack has its own ApiUrl output; drop the one RestApi adds by itself.
         self.rest_api.node.try_remove_child("Endpoint")
 

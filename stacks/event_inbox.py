@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import Duration
+from aws_cdk import Acknowledgment, Duration, Validations
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_lambda as lambda_
@@ -56,6 +56,16 @@ class EventInbox(Construct):
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
         )
+        Validations.of(self.dlq.node.default_child).acknowledge(  # type: ignore[arg-type]
+            Acknowledgment(
+                id="Serverless-SQSRedrivePolicy",
+                reason=(
+                    "This queue is itself the dead-letter queue of the inbox queue and of the rule's target; a "
+                    "message here is alarmed and waits 14 days for an operator to fix the cause and redrive it, a "
+                    "queue behind it would only hide it."
+                ),
+            )
+        )
         self.queue = sqs.Queue(
             self,
             "Queue",
@@ -89,4 +99,14 @@ class EventInbox(Construct):
             event_source_arn=self.queue.queue_arn,
             batch_size=BATCH_SIZE,
             report_batch_item_failures=True,
+        )
+        Validations.of(self.mapping).acknowledge(
+            Acknowledgment(
+                id="Serverless-LambdaEventSourceMappingDestination",
+                reason=(
+                    "Lambda takes an on-failure destination only on stream and Kafka event source mappings "
+                    "(Kinesis, DynamoDB, MSK, self-managed Kafka); for an SQS source the failure path is the "
+                    "queue's redrive policy: after 5 failed receives a message moves to this inbox's Dlq."
+                ),
+            )
         )

@@ -34,6 +34,25 @@ SAGA_STEP_TIMEOUT = Duration.seconds(20)
 # deploy time (a template parameter), so synth needs no AWS account.
 POWERTOOLS_LAYER_PARAMETER = "/aws/service/powertools/python/arm64/python3.13/3.37.0"
 
+RUNTIME_PINNED = (
+    "The runtime is pinned to python3.13 on purpose: the Powertools layer is published per runtime "
+    "(/aws/service/powertools/python/arm64/python3.13/3.37.0) and the code is tested on 3.11-3.13; moving to "
+    "python3.14 is a deliberate upgrade of layer, runtime and tests together."
+)
+# A function's dead-letter queue (DeadLetterConfig) and EventInvokeConfig destinations only ever see asynchronous
+# invocations. No orderflow function has one: each is invoked synchronously, and its failures are kept where its
+# caller retries them: the client (API Gateway proxy), the saga's Retry/Catch (Step Functions lambda:invoke,
+# RequestResponse), the source queue's redrive policy to its DLQ (SQS event source mappings), or the mapping's
+# on-failure queue (DynamoDB stream mappings). tests/infra/test_security.py fails if a function gets an
+# asynchronous invoker (a permission for EventBridge, SNS, S3..., a rule target, an async task), and then the
+# function needs an on-failure destination instead of this acknowledgement.
+SYNCHRONOUS_ONLY = (
+    "Invoked synchronously only (API Gateway proxy, Step Functions RequestResponse task, SQS or DynamoDB stream "
+    "event source mapping): Lambda never uses a function's DLQ for those, failures stay with the caller (client, "
+    "saga retries, the source queue's DLQ, the mapping's on-failure queue). tests/infra/test_security.py fails if "
+    "a function gains an asynchronous invoker."
+)
+
 # Every function gets these with the same values. The offline runtime merges all functions' environments
 # into one process environment, so a key must mean the same thing everywhere. No POWERTOOLS_SERVICE_NAME:
 # the code names its own service.
@@ -109,14 +128,9 @@ class PythonFunction(Construct):
             )
         )
         Validations.of(self.function).acknowledge(
-            Acknowledgment(
-                id="AwsSolutions-L1",
-                reason=(
-                    "The runtime is pinned to python3.13 on purpose: the Powertools layer is published per "
-                    "runtime (/aws/service/powertools/python/arm64/python3.13/3.37.0) and the code is tested on "
-                    "3.11-3.13; moving to python3.14 is a deliberate upgrade of layer, runtime and tests together."
-                ),
-            )
+            Acknowledgment(id="AwsSolutions-L1", reason=RUNTIME_PINNED),
+            Acknowledgment(id="Serverless-LambdaLatestVersion", reason=RUNTIME_PINNED),
+            Acknowledgment(id="Serverless-LambdaDLQ", reason=SYNCHRONOUS_ONLY),
         )
 
     @property

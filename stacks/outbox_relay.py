@@ -38,8 +38,8 @@ def outbox_filter(kinds: Sequence[str]) -> dict[str, object]:
 def on_failure_queue(scope: Construct, whose: str) -> sqs.Queue:
     """``OnFailureQueue``: the on-failure destination of stream event source mappings (SSE, TLS only, 14 days).
 
-    It is itself a dead-letter queue, so cdk-nag's SQS3 (a DLQ for the queue) is acknowledged with ``whose``
-    failures it holds and why a DLQ behind it would only hide them.
+    It is itself a dead-letter queue, so cdk-nag's SQS3 and Serverless-SQSRedrivePolicy (a DLQ for the queue) are
+    acknowledged with ``whose`` failures it holds and why a DLQ behind it would only hide them.
     """
     queue = sqs.Queue(
         scope,
@@ -48,11 +48,10 @@ def on_failure_queue(scope: Construct, whose: str) -> sqs.Queue:
         encryption=sqs.QueueEncryption.SQS_MANAGED,
         enforce_ssl=True,
     )
+    reason = f"This queue is itself the dead-letter destination (DestinationConfig.OnFailure) of {whose}"
     Validations.of(queue.node.default_child).acknowledge(  # type: ignore[arg-type]
-        Acknowledgment(
-            id="AwsSolutions-SQS3",
-            reason=f"This queue is itself the dead-letter destination (DestinationConfig.OnFailure) of {whose}",
-        )
+        Acknowledgment(id="AwsSolutions-SQS3", reason=reason),
+        Acknowledgment(id="Serverless-SQSRedrivePolicy", reason=reason),
     )
     return queue
 
