@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -11,20 +12,12 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    IdempotencyValidationError,
-)
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Field
 
-from shared.aws import client
+from shared.aws import TRACED_LIBRARIES, client
 from shared.event_store import DynamoDBEventStore
-from shared.events import rfc3339
+from shared.events import DomainEvent, rfc3339
 from shared.history import BadHistoryQuery, page, parse_history_query
 from shared.http import HttpError, parse_json_body
 from shared.identity import Caller
@@ -33,49 +26,45 @@ from shared.settings import EnvSettings, load_settings
 
 from .commands import PlaceOrder, PlaceOrderRequest
 from .domain import Order
+from .events import OrderPlaced
 from .queries import order_at, order_view
 from .service import IdempotencyKeyReused, OrderService, order_id_for
 
 logger = Logger(service="orders")
-tracer = Tracer(service="orders")
+tracer = Tracer(service="orders", patch_modules=TRACED_LIBRARIES)
 metrics = Metrics(service="orders")
 app = APIGatewayRestResolver()
 
 
 class OrdersSettings(EnvSettings):
     orders_table: str = Field(alias="ORDERS_TABLE", min_length=1)
-    idempotency_table: str = Field(alias="IDEMPOTENCY_TABLE", min_length=1)
 
 
 settings = load_settings(OrdersSettings)
 _ORDER_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
+def _appended(events: Sequence[DomainEvent]) -> None:
+    """Told by the service only when its append committed: a replayed request is neither logged nor counted."""
+    for event in events:
+        if isinstance(event, OrderPlaced):
+            metrics.add_metric(name="OrdersPlaced", unit=MetricUnit.Count, value=1)
+            logger.info("order placed", extra={"order_id": event.order_id, "lines": len(event.lines)})
+
+
 @functools.cache
 def service() -> OrderService:
-    return OrderService(DynamoDBEventStore(settings.orders_table, client("dynamodb")))
+    return OrderService(DynamoDBEventStore(settings.orders_table, client("dynamodb")), on_appended=_appended)
 
 
-@functools.cache
-def _idempotency_store() -> DynamoDBPersistenceLayer:
-    return DynamoDBPersistenceLayer(table_name=settings.idempotency_table, boto3_client=client("dynamodb"))
-
-
-# One record per (customer, Idempotency-Key) for 24 hours; the items are the part of the payload that must
-# match on a replay. Past the 24 hours the order id (derived from the same pair) still makes a replay a no-op.
-idempotency_config = IdempotencyConfig(
-    event_key_jmespath="[customer_id, idempotency_key]",
-    payload_validation_jmespath="items",
-    raise_on_no_idempotency_key=True,
-    expires_after_seconds=24 * 60 * 60,
-)
-
-
-@idempotent_function(data_keyword_argument="command", config=idempotency_config, persistence_store=_idempotency_store())
 def place_order(command: PlaceOrder) -> dict[str, str]:
+    """Place the order once per (customer, Idempotency-Key), with no idempotency record of its own.
+
+    The order id is derived from that pair and OrderPlaced is appended only at version 1 (a conditional write),
+    so the event store itself makes placing exactly-once. A replay, however late, or a request that lost the
+    race to a concurrent twin, loads the order instead: the same items answer as the first request did (202,
+    the order's current status), other items are IdempotencyKeyReused (422)."""
     order = service().place(command)
-    metrics.add_metric(name="OrdersPlaced", unit=MetricUnit.Count, value=1)
-    logger.info("order placed", extra={"order_id": order.order_id, "lines": len(order.lines)})
     return {"orderId": order.order_id, "status": order.status.value}
 
 
@@ -157,7 +146,6 @@ install_error_handlers(
     subject="order",
     errors={
         BadHistoryQuery: lambda error: HttpError(HTTPStatus.BAD_REQUEST, str(error)),
-        IdempotencyValidationError: lambda _: HttpError(HTTPStatus.UNPROCESSABLE_ENTITY, REUSED),
         IdempotencyKeyReused: lambda _: HttpError(HTTPStatus.UNPROCESSABLE_ENTITY, REUSED),
     },
 )
@@ -167,5 +155,4 @@ install_error_handlers(
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    idempotency_config.register_lambda_context(context)
     return app.resolve(event, context)

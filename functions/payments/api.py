@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Sequence
 from decimal import Decimal
 from http import HTTPStatus
 from typing import Any
@@ -20,19 +21,12 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    IdempotencyValidationError,
-)
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Field
 
-from shared.aws import client
+from shared.aws import TRACED_LIBRARIES, client
 from shared.event_store import DynamoDBEventStore
+from shared.events import EventEnvelope
 from shared.history import BadHistoryQuery, page, parse_history_query
 from shared.http import HttpError, parse_json_body
 from shared.rest import install_error_handlers, json_response, require_admin, require_caller
@@ -44,46 +38,46 @@ from .queries import account_at, account_state_view, account_view
 from .service import PaymentsService, deposit_id_for
 
 logger = Logger(service="payments")
-tracer = Tracer(service="payments")
+tracer = Tracer(service="payments", patch_modules=TRACED_LIBRARIES)
 metrics = Metrics(service="payments")
 app = APIGatewayRestResolver()
 
 
 class PaymentsSettings(EnvSettings):
     payments_table: str = Field(alias="PAYMENTS_TABLE", min_length=1)
-    idempotency_table: str = Field(alias="IDEMPOTENCY_TABLE", min_length=1)
 
 
 settings = load_settings(PaymentsSettings)
 _CUSTOMER_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
+class _PaymentsTable(DynamoDBEventStore):
+    """The payments event store, logging and counting each deposit once its append has committed. A replayed
+    deposit appends nothing (the account already holds its id), so it is neither logged nor counted twice."""
+
+    def append(self, aggregate_id: str, expected_version: int, events: Sequence[EventEnvelope]) -> None:
+        super().append(aggregate_id, expected_version, events)
+        for envelope in events:
+            if envelope.type == "FundsDeposited":
+                metrics.add_metric(name="FundsDeposited", unit=MetricUnit.Count, value=1)
+                logger.info("funds deposited", extra={"deposit_id": envelope.data.get("deposit_id")})
+
+
 @functools.cache
 def service() -> PaymentsService:
-    return PaymentsService(DynamoDBEventStore(settings.payments_table, client("dynamodb")))
+    return PaymentsService(_PaymentsTable(settings.payments_table, client("dynamodb")))
 
 
-@functools.cache
-def _idempotency_store() -> DynamoDBPersistenceLayer:
-    return DynamoDBPersistenceLayer(table_name=settings.idempotency_table, boto3_client=client("dynamodb"))
-
-
-# One record per (customer, Idempotency-Key) for 24 hours; the amount must match on a replay. Past the 24
-# hours the deposit id (derived from the same pair and recorded in the account) still makes a replay a no-op.
-idempotency_config = IdempotencyConfig(
-    event_key_jmespath="[customer_id, idempotency_key]",
-    payload_validation_jmespath="amount",
-    raise_on_no_idempotency_key=True,
-    expires_after_seconds=24 * 60 * 60,
-)
-
-
-@idempotent_function(data_keyword_argument="command", config=idempotency_config, persistence_store=_idempotency_store())
 def deposit_funds(command: DepositFunds) -> dict[str, str]:
+    """Credit the account once per (customer, Idempotency-Key), with no idempotency record of its own.
+
+    The deposit id is derived from that pair and the account keeps every deposit id it was credited with
+    (snapshots included); its events are appended at the version the account was loaded at (a conditional
+    write), so the account itself makes a deposit exactly-once. A replay, however late, or a request that lost
+    the race to a concurrent twin, finds the deposit id: the same amount answers as the first request did
+    (201, the account as it is now), another amount is DepositConflict (422)."""
     deposit_id = deposit_id_for(command.customer_id, command.idempotency_key)
     account = service().deposit(command.customer_id, deposit_id, Decimal(command.amount))
-    metrics.add_metric(name="FundsDeposited", unit=MetricUnit.Count, value=1)
-    logger.info("funds deposited", extra={"customer_id": command.customer_id, "deposit_id": deposit_id})
     return {**account_view(account), "depositId": deposit_id}
 
 
@@ -161,7 +155,6 @@ install_error_handlers(
     subject="account",
     errors={
         BadHistoryQuery: lambda error: HttpError(HTTPStatus.BAD_REQUEST, str(error)),
-        IdempotencyValidationError: lambda _: HttpError(HTTPStatus.UNPROCESSABLE_ENTITY, REUSED),
         DepositConflict: lambda _: HttpError(HTTPStatus.UNPROCESSABLE_ENTITY, REUSED),
     },
 )
@@ -171,5 +164,4 @@ install_error_handlers(
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    idempotency_config.register_lambda_context(context)
     return app.resolve(event, context)

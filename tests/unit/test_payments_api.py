@@ -7,14 +7,15 @@ import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from unittest.mock import patch
 
 import boto3
 import pytest
 from moto import mock_aws  # before the handler module: its boto3 clients must be made after moto is imported
 
 os.environ.setdefault("PAYMENTS_TABLE", "payments")
-os.environ.setdefault("IDEMPOTENCY_TABLE", "idempotency")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Orderflow")
 
 from payments import api  # noqa: E402
@@ -101,13 +102,17 @@ def tables() -> Iterator[Any]:
             ],
             BillingMode="PAY_PER_REQUEST",
         )
-        client.create_table(
-            TableName=api.settings.idempotency_table,
-            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
         yield client
+
+
+WRITES = {"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem"}
+
+
+def record_dynamodb_calls() -> list[str]:
+    """The DynamoDB operations the handler's client makes from now on, in order."""
+    calls: list[str] = []
+    api.client("dynamodb").meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
+    return calls
 
 
 def account_events(client: Any, customer: str) -> list[dict[str, Any]]:
@@ -143,21 +148,71 @@ def test_keys_are_per_customer() -> None:
     assert deposit("c-1", "10.00")[1]["depositId"] != deposit("c-2", "10.00")[1]["depositId"]
 
 
-def test_a_replay_after_the_idempotency_record_is_gone_is_still_a_no_op(tables: Any) -> None:
+def test_a_replay_long_after_is_still_a_no_op_and_the_account_remembers_the_amount(tables: Any) -> None:
+    """No idempotency record, so nothing expires: the account's own deposit ids make every replay a no-op."""
     deposit("c-1", "100.00")
-    records = tables.scan(TableName=api.settings.idempotency_table)["Items"]
-    assert len(records) == 1
-    tables.delete_item(TableName=api.settings.idempotency_table, Key={"id": records[0]["id"]})
+    deposit("c-1", "5.00", key="k-2")
+    later = datetime.now(UTC) + timedelta(days=400)
+    with patch("time.time", return_value=later.timestamp()):
+        status, body = deposit("c-1", "100.00")
+        assert status == 201 and body == {
+            "customerId": "c-1", "balance": "105.00", "held": "0.00", "depositId": deposit_id_for("c-1", "k-1")
+        }  # the account as it is now
+        status, body = deposit("c-1", "99.00")  # the account itself remembers the amount
+        assert status == 422 and "Idempotency-Key" in body["message"]
+    assert [e["type"] for e in account_events(tables, "c-1")] == ["FundsDeposited", "FundsDeposited"]
+    assert tables.list_tables()["TableNames"] == [api.settings.payments_table]  # no other table was needed
 
-    status, body = deposit("c-1", "100.00")
-    assert status == 201 and body["balance"] == "100.00"
+
+def test_a_replay_writes_nothing(tables: Any) -> None:
+    deposit("c-1", "100.00")
+    calls = record_dynamodb_calls()
+    assert deposit("c-1", "100.00")[0] == 201
+    assert deposit("c-1", "90.00")[0] == 422
+    assert calls and not any(operation in WRITES for operation in calls), calls
+
+
+def test_a_first_deposit_makes_one_write(tables: Any) -> None:
+    calls = record_dynamodb_calls()
+    assert deposit("c-1", "100.00")[0] == 201
+    assert [operation for operation in calls if operation in WRITES] == ["TransactWriteItems"]
+
+
+def twin_runs_before_the_first_append(monkeypatch: Any, twin: Any) -> list[Any]:
+    """Make the first append wait while ``twin`` (another request) runs to its end: the race a request loses
+    when its twin, in another execution environment, appends between its load and its append."""
+    answers: list[Any] = []
+    append = api.DynamoDBEventStore.append
+    started = False
+
+    def twin_first(store: Any, *args: Any, **kwargs: Any) -> None:
+        nonlocal started
+        if not started:
+            started = True
+            answers.append(twin())
+        append(store, *args, **kwargs)
+
+    monkeypatch.setattr(api.DynamoDBEventStore, "append", twin_first)
+    return answers
+
+
+def test_two_identical_requests_racing_deposit_once_and_both_answer_201(tables: Any, monkeypatch: Any) -> None:
+    """The twin arrives after this request loaded the account and before it appended: this request's append
+    loses (a ConcurrencyError), it loads again, finds the deposit id and answers as the twin did."""
+    answers = twin_runs_before_the_first_append(monkeypatch, lambda: deposit("c-1", "100.00"))
+    calls = record_dynamodb_calls()
+    first = deposit("c-1", "100.00")
+    expected = {"customerId": "c-1", "balance": "100.00", "held": "0.00", "depositId": deposit_id_for("c-1", "k-1")}
+    assert answers == [(201, expected)] and first == (201, expected)
+    assert calls.count("TransactWriteItems") == 2  # the twin's, and this request's that lost
     assert len(account_events(tables, "c-1")) == 1
-    tables.delete_item(
-        TableName=api.settings.idempotency_table, Key={"id": tables.scan(TableName=api.settings.idempotency_table)["Items"][0]["id"]}
-    )
-    status, body = deposit("c-1", "99.00")  # the account itself remembers the amount
-    assert status == 422
-    assert len(account_events(tables, "c-1")) == 1
+
+
+def test_a_racing_twin_with_another_amount_is_422(tables: Any, monkeypatch: Any) -> None:
+    answers = twin_runs_before_the_first_append(monkeypatch, lambda: deposit("c-1", "100.00"))
+    status, body = deposit("c-1", "90.00")
+    assert answers[0][0] == 201 and status == 422 and "Idempotency-Key" in body["message"]
+    assert [e["data"]["amount"] for e in account_events(tables, "c-1")] == ["100.00"]
 
 
 def test_deposits_are_for_admins_only() -> None:
