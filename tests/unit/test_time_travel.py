@@ -15,7 +15,6 @@ from moto import mock_aws  # before the handler modules: their boto3 clients mus
 
 os.environ.setdefault("ORDERS_TABLE", "orders")
 os.environ.setdefault("PAYMENTS_TABLE", "payments")
-os.environ.setdefault("IDEMPOTENCY_TABLE", "idempotency")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Orderflow")
 
 from orders import api as orders_api  # noqa: E402
@@ -125,12 +124,6 @@ def tables() -> Iterator[Any]:
                 ],
                 BillingMode="PAY_PER_REQUEST",
             )
-        client.create_table(
-            TableName=orders_api.settings.idempotency_table,
-            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
         yield client
 
 
