@@ -20,7 +20,7 @@ from aws_cdk.assertions import Annotations, Match, Template
 from constructs import IConstruct
 
 from app import NAG_PACKS, build_app
-from stacks.lambda_defaults import ASSET_EXCLUDES, POWERTOOLS_LAYER_PARAMETER
+from stacks.lambda_defaults import ASSET_EXCLUDES, POWERTOOLS_LAYER_PARAMETER, PythonFunction
 from stacks.orderflow_stack import OrderflowStack
 from tests.infra.support import (
     LOG_WRITE,
@@ -403,21 +403,8 @@ def test_bus_and_its_archive(stack: OrderflowStack, template: Template) -> None:
 
 
 def all_functions(stack: OrderflowStack) -> list[lambda_.Function]:
-    return [
-        stack.orders.api.function,
-        stack.orders.saga.function,
-        stack.inventory.api.function,
-        stack.inventory.saga.function,
-        stack.payments.api.function,
-        stack.payments.saga.function,
-        stack.relay.handler.function,
-        stack.saga.starter.function,
-        stack.notifications.handler.function,
-        stack.projections.projector.function,
-        stack.projections.query.function,
-        stack.snapshots.orders.function,
-        stack.snapshots.payments.function,
-    ]
+    """Every function made the one way (stacks/lambda_defaults.PythonFunction), wherever it sits in the stack."""
+    return [c.function for c in stack.node.find_all() if isinstance(c, PythonFunction)]
 
 
 def test_functions_share_the_defaults(stack: OrderflowStack, resources: Resources, template: Template) -> None:
