@@ -22,6 +22,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from shared.aws import TRACED_LIBRARIES
 from shared.http import HttpError, parse_json_body
 from shared.rest import install_error_handlers, json_response, require_admin
 
@@ -30,7 +31,7 @@ from .queries import product_view
 from .wiring import service
 
 logger = Logger(service="inventory")
-tracer = Tracer(service="inventory")
+tracer = Tracer(service="inventory", patch_modules=TRACED_LIBRARIES)
 metrics = Metrics(service="inventory")
 app = APIGatewayRestResolver()
 

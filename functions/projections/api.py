@@ -17,7 +17,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Field
 
-from shared.aws import client
+from shared.aws import TRACED_LIBRARIES, client
 from shared.http import HttpError
 from shared.rest import install_error_handlers, json_response, require_caller
 from shared.settings import EnvSettings, load_settings
@@ -26,7 +26,7 @@ from .queries import BadQuery, encode_cursor, parse_list_orders
 from .store import LIST_POINTER_TTL_SECONDS, Pointer, ProjectionStore
 
 logger = Logger(service="projections")
-tracer = Tracer(service="projections")
+tracer = Tracer(service="projections", patch_modules=TRACED_LIBRARIES)
 metrics = Metrics(service="projections")
 app = APIGatewayRestResolver()
 

@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Field
 
-from shared.aws import client
+from shared.aws import TRACED_LIBRARIES, client
 from shared.bus import envelope_from_eventbridge
 from shared.settings import EnvSettings, load_settings
 
@@ -28,7 +28,7 @@ from .store import ProjectionStore
 from .views import OutOfOrder
 
 logger = Logger(service="projections")
-tracer = Tracer(service="projections")
+tracer = Tracer(service="projections", patch_modules=TRACED_LIBRARIES)
 metrics = Metrics(service="projections")
 processor = BatchProcessor(event_type=EventType.SQS)
 

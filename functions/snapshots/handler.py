@@ -14,12 +14,13 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
+from shared.aws import TRACED_LIBRARIES
 from shared.snapshots import Outcome
 
 from .logic import Result, Source, snapshot_batch
 
 logger = Logger(service="snapshots")
-tracer = Tracer(service="snapshots")
+tracer = Tracer(service="snapshots", patch_modules=TRACED_LIBRARIES)
 metrics = Metrics(service="snapshots")
 
 _METRICS = {Outcome.WRITTEN: "SnapshotsWritten", Outcome.TOO_LARGE: "SnapshotsTooLarge"}
