@@ -236,6 +236,22 @@ class Shop:
                 continue
         return found
 
+    def drain_queue(self, logical_id_prefix: str) -> list[dict[str, Any]]:
+        """Receive and delete every message on the queue; their bodies (JSON when they are)."""
+        sqs = boto3.client("sqs")
+        url = self.rt.physical(logical_id_prefix).url
+        bodies = []
+        while True:
+            messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+            if not messages:
+                return bodies
+            for message in messages:
+                try:
+                    bodies.append(json.loads(message["Body"]))
+                except ValueError:
+                    bodies.append({"raw": message["Body"]})
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
     def queue_depths(self) -> dict[str, int]:
         """Messages (visible, in flight or delayed) on every queue of the template, by logical id."""
         sqs = boto3.client("sqs")
@@ -248,8 +264,12 @@ class Shop:
         return depths
 
     # ------------------------------------------------------------------ the checks
-    def verify_order(self, placed: Placed, *, allow_needs_attention: bool = False) -> list[str]:
-        """Everything that must hold once the runtime settled after one order; the violations found, as sentences."""
+    def verify_order(self, placed: Placed, *, allow_needs_attention: bool = False,
+                     ignore_queues: tuple[str, ...] = ()) -> list[str]:
+        """Everything that must hold once the runtime settled after one order; the violations found, as sentences.
+
+        ``ignore_queues``: logical-id prefixes of queues a test expects messages on (a poison message's DLQ).
+        """
         stage, order_id = placed.stage, placed.order_id
         problems: list[str] = []
         view = self.order(placed)
@@ -301,7 +321,8 @@ class Shop:
         listed = [o for o in self.listed(stage.customer_id) if o["orderId"] == order_id]
         if [o["status"] for o in listed] != [status]:
             problems.append(f"the order list shows {[o['status'] for o in listed]} for {order_id}, want [{status!r}]")
-        left = {name: depth for name, depth in self.queue_depths().items() if depth}
+        left = {name: depth for name, depth in self.queue_depths().items()
+                if depth and not name.startswith(ignore_queues)}
         if left:
             problems.append(f"messages left on queues: {left}")
         return problems
