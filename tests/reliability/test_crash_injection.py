@@ -22,6 +22,7 @@ every (function, call, mode) of the order, several orders at once with a fault i
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import threading
@@ -30,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import boto3
 import pytest
 
 from offline.faults import CallRecorder, FaultInjector, Mode, Record
@@ -104,8 +106,19 @@ def quick_cases(invocations: list[Record]) -> list[Case]:
     return [case for case in all_cases(invocations) if (case.function, case.call) in firsts and case.writes]
 
 
+@dataclass
+class Baseline:
+    placed: Placed
+    invocations: list[Record]
+
+
 @pytest.fixture(scope="module")
-def baseline(shop: Shop) -> list[Record]:
+def baseline(baseline_run: Baseline) -> list[Record]:
+    return baseline_run.invocations
+
+
+@pytest.fixture(scope="module")
+def baseline_run(shop: Shop) -> Baseline:
     """One order with no fault: the functions it runs and the AWS calls each makes, in order."""
     stage = shop.next_stage()
     recorder = shop.rt.observe(CallRecorder())
@@ -120,7 +133,7 @@ def baseline(shop: Shop) -> list[Record]:
     recorder.calls_by_function()  # marks calls that never answered as failed
     names = {invocation.function_name for invocation in recorder.invocations}
     assert any("Api" in name for name in names) and len(names) >= 5, f"the order ran too little: {sorted(names)}"
-    return recorder.invocations
+    return Baseline(placed, recorder.invocations)
 
 
 def run_case(shop: Shop, case: Case, *, tries: int = 3) -> tuple[Placed, FaultInjector, list[str]]:
@@ -177,6 +190,49 @@ def test_the_quick_sweep_covers_every_function_of_the_order_path(baseline: list[
     covered = {(case.function, case.mode) for case in quick_cases(baseline)}
     assert {(name, mode) for name in writers for mode in Mode} <= covered
     assert len(writers) >= 5
+
+
+# ====================================================================================== known bugs, reproduced
+def saga_task_functions(order_id: str) -> list[str]:
+    """The functions the order's saga execution invoked, in order (from its history: lambda:invoke tasks)."""
+    sfn = boto3.client("stepfunctions")
+    names: list[str] = []
+    for machine in sfn.list_state_machines()["stateMachines"]:
+        arn = machine["stateMachineArn"].replace(":stateMachine:", ":execution:") + f":{order_id}"
+        try:
+            history = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+        except sfn.exceptions.ExecutionDoesNotExist:
+            continue
+        for event in history:
+            details = event.get("taskScheduledEventDetails")
+            if details and details.get("resourceType") == "lambda":
+                function = json.loads(details["parameters"]).get("FunctionName", "")
+                names.append(function.rsplit(":", 1)[-1] if function.startswith("arn:") else function)
+    return names
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "statemachines/order_saga.asl.json: the forward steps (ReserveInventory, AuthorizePayment, ConfirmOrder) "
+    "retry only Lambda service errors, ConcurrencyError and States.Timeout; a handler that meets a transient AWS "
+    "error fails with the exception's name (ProvisionedThroughputExceededException, ThrottlingException, "
+    "ClientError) and a crashed invocation with Runtime.ExitError, which no Retry matches: Catch States.ALL "
+    "compensates and the order is CANCELLED (TECHNICAL_FAILURE) for one throttle. Every step is idempotent on "
+    "(order id, step), so the forward steps can retry every error but the business ones, as the compensations do"))
+def test_one_transient_fault_in_a_forward_saga_step_does_not_cancel_the_order(
+    shop: Shop, baseline_run: Baseline
+) -> None:
+    tasks = list(dict.fromkeys(saga_task_functions(baseline_run.placed.order_id)))
+    if not tasks:
+        pytest.fail("the baseline order ran no saga task")
+    cancelled = []
+    for function, mode in [(name, Mode.ERROR) for name in tasks] + [(tasks[0], Mode.KILL)]:
+        placed, _, problems = run_case(shop, Case(function, 1, "?", "?", mode))
+        if problems:  # a broken guarantee is a real failure, not this known bug
+            pytest.fail(f"{mode.value} at the first call of {function}: " + "; ".join(problems))
+        view = shop.order(placed)
+        if view["status"] != "CONFIRMED":
+            cancelled.append(f"{mode.value} at the first call of {function}: {view['status']} ({view['reason']})")
+    assert cancelled == []
 
 
 # ====================================================================================== soak
