@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -34,13 +35,19 @@ def publisher() -> EventBridgePublisher:
     return EventBridgePublisher(settings.event_bus_name, client("events"))
 
 
+# Lambda puts the invocation's X-Ray trace context here (Root, Parent, Sampled) before each invocation.
+TRACE_ID_VARIABLE = "_X_AMZN_TRACE_ID"
+
+
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     records = event.get("Records", [])
-    result = relay(records, publisher())
+    result = relay(records, publisher(), trace_header=os.environ.get(TRACE_ID_VARIABLE))
     metrics.add_metric(name="EventsPublished", unit=MetricUnit.Count, value=result.published)
+    for lag in result.publish_lags_ms:  # one value per event: the dashboard shows p99 and maximum
+        metrics.add_metric(name="PublishLag", unit=MetricUnit.Milliseconds, value=round(lag, 1))
     if result.failed_sequence_numbers:
         metrics.add_metric(name="EventsNotPublished", unit=MetricUnit.Count, value=len(result.failed_sequence_numbers))
     _log_each(records, result.errors)

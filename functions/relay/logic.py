@@ -8,11 +8,16 @@
 - Records that still fail (or cannot be read at all) are returned as batch item failures. Lambda retries
   from the first of them; every record the relay could publish was published anyway, so when a poison record
   exhausts its retries and goes to the on-failure queue, the records behind it are already on the bus.
+- Each entry carries the X-Ray trace header it is given (``TraceHeader``): EventBridge passes it to the targets,
+  so the trace goes on past the bus. A stream record holds no trace context of the writer, so the relay passes
+  its own invocation's. The correlation id (the order id) travels in the CloudEvent itself.
+- For each event published, its publish lag: how long after the event's own time it was accepted by the bus.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +32,9 @@ from .publisher import Publisher
 MAX_ENTRIES_PER_CALL = 10
 MAX_REQUEST_BYTES = 256 * 1024
 _TIME_BYTES = 14  # what EventBridge counts for an entry's Time field
+# An X-Ray trace header (X-Amzn-Trace-Id): "Root=1-<8 hex>-<24 hex>" and more fields; PutEvents takes up to 500
+# characters. X-Ray drops an invalid one without failing the event, but the relay sends none rather than junk.
+_TRACE_HEADER = re.compile(r"^(?=.*(?:^|;)Root=1-[0-9a-f]{8}-[0-9a-f]{24}(?:;|$))[\x21-\x7e]{1,500}$")
 
 _deserializer = TypeDeserializer()
 
@@ -36,6 +44,7 @@ class RelayResult:
     published: int = 0
     failed_sequence_numbers: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)  # sequence number -> why
+    publish_lags_ms: list[float] = field(default_factory=list)  # per event published: accepted - event time
 
     def batch_item_failures(self) -> dict[str, list[dict[str, str]]]:
         return {"batchItemFailures": [{"itemIdentifier": seq} for seq in self.failed_sequence_numbers]}
@@ -48,7 +57,12 @@ def entry_size(entry: dict[str, Any]) -> int:
     return size + sum(len(r.encode("utf-8")) for r in entry.get("Resources", []))
 
 
-def to_entry(record: dict[str, Any]) -> dict[str, Any]:
+def valid_trace_header(value: str | None) -> str | None:
+    """``value`` if it is an X-Ray trace header PutEvents accepts, else None."""
+    return value if value and _TRACE_HEADER.match(value) else None
+
+
+def to_entry(record: dict[str, Any], trace_header: str | None = None) -> dict[str, Any]:
     image = record["dynamodb"]["NewImage"]
     item = {key: _deserializer.deserialize(value) for key, value in image.items()}
     if item.get("kind") not in PUBLISHABLE_KINDS:
@@ -56,6 +70,8 @@ def to_entry(record: dict[str, Any]) -> dict[str, Any]:
     envelope = envelope_from_attributes(item)
     detail = json.dumps(envelope.to_wire(), separators=(",", ":"))
     entry = {"Source": envelope.source, "DetailType": envelope.type, "Detail": detail, "Time": envelope.time}
+    if trace_header:
+        entry["TraceHeader"] = trace_header  # not counted in the entry size
     if entry_size(entry) > MAX_REQUEST_BYTES:
         raise ValueError(f"event {envelope.id} is {entry_size(entry)} bytes, over EventBridge's 256 KB")
     return entry
@@ -81,16 +97,20 @@ def relay(
     records: Sequence[dict[str, Any]],
     publisher: Publisher,
     *,
+    trace_header: str | None = None,
     attempts: int = 3,
     backoff_seconds: float = 0.05,
     sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.time,
 ) -> RelayResult:
+    """Publish ``records``; ``trace_header`` (the relay's X-Ray trace context) goes on every entry if valid."""
     result = RelayResult()
     pending: list[tuple[int, dict[str, Any]]] = []
     failed: dict[int, str] = {}
+    header = valid_trace_header(trace_header)
     for index, record in enumerate(records):
         try:
-            pending.append((index, to_entry(record)))
+            pending.append((index, to_entry(record, header)))
         except (KeyError, TypeError, ValueError) as error:
             failed[index] = f"unreadable record: {error}"
 
@@ -105,9 +125,11 @@ def relay(
                 outcomes = publisher.put([entry for _, entry in chunk])
             except Exception as error:  # noqa: BLE001 - a failed call fails its entries, never the batch
                 outcomes = [f"{type(error).__name__}: {error}"] * len(chunk)
+            accepted_at = clock()
             for (index, entry), outcome in zip(chunk, outcomes, strict=True):
                 if outcome is None:
                     result.published += 1
+                    result.publish_lags_ms.append(max(0.0, (accepted_at - entry["Time"].timestamp()) * 1000))
                     failed.pop(index, None)
                 else:
                     failed[index] = outcome

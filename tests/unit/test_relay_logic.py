@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import pytest
 
 from boto3.dynamodb.types import TypeSerializer
 
-from relay.logic import MAX_REQUEST_BYTES, relay
+from relay.logic import MAX_REQUEST_BYTES, entry_size, relay, to_entry
 from shared.events import DomainEvent, wrap
 from shared.records import EVENT_KIND, envelope_to_attributes
 
@@ -20,8 +23,13 @@ class Happened(DomainEvent):
     padding: str = ""
 
 
-def record(n: int, padding: str = "", kind: str = EVENT_KIND, seq: int | None = None) -> dict[str, Any]:
-    envelope = wrap(Happened(n=n, padding=padding), source="tests.relay", subject=f"agg-{n}", version=1)
+def record(
+    n: int, padding: str = "", kind: str = EVENT_KIND, seq: int | None = None, time: datetime | None = None
+) -> dict[str, Any]:
+    envelope = wrap(
+        Happened(n=n, padding=padding), source="tests.relay", subject=f"agg-{n}", version=1,
+        correlation_id=f"order-{n}", time=time,
+    )
     item = {"pk": f"agg-{n}", "sk": envelope.sequence, "kind": kind, **envelope_to_attributes(envelope)}
     return {
         "eventID": str(n),
@@ -125,3 +133,57 @@ def test_backoff_grows_between_attempts() -> None:
     bus = FakeBus(reject=lambda call, entry: "ThrottlingException")
     relay([record(0)], bus, attempts=4, backoff_seconds=0.1, sleep=waits.append)
     assert waits == [0.1, 0.2, 0.4]
+
+
+# What Lambda puts in _X_AMZN_TRACE_ID (the AWS X-Ray developer guide's example, plus Lambda's Lineage field).
+TRACE = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1;Lineage=a87bd80c:0"
+
+
+def test_every_entry_carries_the_trace_header_also_when_sent_again() -> None:
+    bus = FakeBus(reject=lambda call, entry: "ThrottlingException" if call == 1 and ids([entry])[0] == 2 else None)
+    relay([record(n) for n in range(12)], bus, trace_header=TRACE, sleep=lambda s: None)
+    sent = [entry for call in bus.calls for entry in call]
+    assert len(sent) == 13 and {entry["TraceHeader"] for entry in sent} == {TRACE}
+    # the correlation id (the order id) travels in the CloudEvent, whatever the trace says
+    assert [json.loads(e["Detail"])["correlationid"] for e in bus.accepted] == [f"order-{n}" for n in range(12) if n != 2] + ["order-2"]
+
+
+@pytest.mark.parametrize(
+    "header",
+    [None, "", "Root=not-a-trace-id", "Parent=53995c3f42cd8ad8;Sampled=1", "Root=1-5759e988-bd862e3fe1be46a994272793;" + "x" * 500,
+     "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1 with spaces"],
+)
+def test_no_trace_header_rather_than_an_invalid_one(header: str | None) -> None:
+    bus = FakeBus()
+    relay([record(0)], bus, trace_header=header, sleep=lambda s: None)
+    assert ids(bus.accepted) == [0] and "TraceHeader" not in bus.accepted[0]
+
+
+def test_the_trace_header_does_not_count_against_the_request_size() -> None:
+    # two entries that fill one request to within 10 bytes: a header counted in the size would split them
+    base = entry_size(to_entry(record(0)))
+    padding = "z" * ((MAX_REQUEST_BYTES - 10) // 2 - base)
+    records = [record(0, padding=padding), record(1, padding=padding)]
+    assert MAX_REQUEST_BYTES - 10 <= sum(entry_size(to_entry(r)) for r in records) <= MAX_REQUEST_BYTES
+    bus = FakeBus()
+    relay(records, bus, trace_header=TRACE, sleep=lambda s: None)
+    assert [len(c) for c in bus.calls] == [2] and all(e["TraceHeader"] == TRACE for e in bus.calls[0])
+
+
+def test_publish_lag_is_measured_per_published_event_from_its_own_time() -> None:
+    written = datetime(2026, 11, 26, 9, 0, 0, tzinfo=UTC)
+    clock = iter([(written + timedelta(seconds=1.5)).timestamp(), (written + timedelta(seconds=4)).timestamp()])
+    bus = FakeBus(reject=lambda call, entry: "InternalFailure" if call == 1 and ids([entry])[0] == 1 else None)
+    result = relay(
+        [record(0, time=written), record(1, time=written + timedelta(seconds=1)), record(2, time=written)],
+        bus, trace_header=TRACE, sleep=lambda s: None, clock=lambda: next(clock),
+    )
+    # 0 and 2 accepted by the first call (1.5 s after their time); 1 by the resend, 4 s after 9:00:00, 3 s after its own
+    assert result.publish_lags_ms == [1500.0, 1500.0, 3000.0]
+    assert result.published == 3
+
+
+def test_nothing_published_means_no_lag() -> None:
+    bus = FakeBus(reject=lambda call, entry: "InternalFailure")
+    result = relay([record(0)], bus, sleep=lambda s: None)
+    assert result.publish_lags_ms == [] and result.failed_sequence_numbers == ["1000"]
