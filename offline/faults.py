@@ -185,13 +185,15 @@ class FaultInjector:
 
     def __init__(
         self, function: str, call: int, mode: Mode, *, code: str | None = None, times: int = 1,
-        after_kill: Callable[[Invocation], None] | None = None,
+        after_fault: Callable[[Invocation], None] | None = None,
     ) -> None:
         if call < 1 or times < 1:
             raise ValueError("call and times count from 1")
         self.function, self.call, self.mode, self.code, self.times = function, call, mode, code, times
-        self.after_kill = after_kill  # runs when a killed invocation is over, outside any invocation
-        self._killed: set[int] = set()
+        # Runs when an invocation that met the fault is over (outside any invocation): what happens between a failure
+        # and its redelivery (time passing, leases expiring) goes there.
+        self.after_fault = after_fault
+        self._faulted: set[int] = set()
         self.fired: list[Fired] = []
         self._counts: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -215,6 +217,7 @@ class FaultInjector:
             code = self.code or transient_code(service, number)
             self.fired.append(Fired(invocation.function_name, invocation.request_id, number, service, operation,
                                     self.mode, code))
+            self._faulted.add(id(invocation))
         raise transient_error(service, operation, code)
 
     def after_aws_call(self, invocation: Invocation, service: str, operation: str, params: Any, response: Any) -> None:
@@ -224,18 +227,18 @@ class FaultInjector:
                 return
             self.fired.append(Fired(invocation.function_name, invocation.request_id, number, service, operation,
                                     self.mode, None))
-            self._killed.add(id(invocation))
+            self._faulted.add(id(invocation))
         raise InvocationKilled(f"injected crash after {service}.{operation} (call {number} of "
                                f"{invocation.function_name})")
 
     def invocation_finished(self, invocation: Invocation, duration_s: float, error_type: str | None) -> None:
         with self._lock:
             self._doomed.pop(id(invocation), None)  # its doomed call failed by itself: nothing took effect
-            killed = id(invocation) in self._killed
-            self._killed.discard(id(invocation))
-        if killed and self.after_kill is not None:
+            faulted = id(invocation) in self._faulted
+            self._faulted.discard(id(invocation))
+        if faulted and self.after_fault is not None:
             with outside_invocations():
-                self.after_kill(invocation)
+                self.after_fault(invocation)
 
     def describe(self) -> str:
         return f"{self.mode.value} at call {self.call} of {self.function}"

@@ -161,26 +161,30 @@ class Shop:
                 if m.event_source_arn.split(":")[2] == "sqs"}
         return {backend.get_function(arn, None).function_name for arn in arns}
 
-    def after_kill(self, invocation: Any) -> None:
-        """What the time between a crash and its redelivery does to leases.
+    def after_fault(self, invocation: Any) -> None:
+        """What the time between a failed delivery and its redelivery does to the leases of the failed invocation.
 
-        SQS gives a message back only after its visibility timeout, which AWS requires to be at least the function's
-        timeout; by then the in-progress record the dead invocation held (whose expiry is the invocation's deadline)
-        has expired. Offline the poller redelivers at once, so the lease is expired here. Stream and Step Functions
-        retries come sooner on AWS too: their leases are left alone.
+        SQS gives a failed message back only after its visibility timeout, which AWS requires to be at least the
+        function's timeout; by then any in-progress idempotency record the invocation left (its expiry is the
+        invocation's deadline) has expired. Offline the poller redelivers at once, so the function's leases are
+        expired here. Stream and Step Functions retries come sooner on AWS too: their leases are left alone.
         """
         if invocation.function_name in self.sqs_consumers():
-            self.expire_in_progress()
+            self.expire_in_progress(package=invocation.handler.split(".", 1)[0])
 
-    def expire_in_progress(self) -> None:
+    def expire_in_progress(self, package: str | None = None) -> None:
         """Time passes for the idempotency records left in progress by a dead invocation (the client waits out
-        the function's timeout): their in-progress expiry moves to the past, nothing else changes."""
+        the function's timeout): their in-progress expiry moves to the past, nothing else changes. ``package``
+        keeps to the records of that code (Powertools keys are ``<function>.<module>.<callable>#<hash>``)."""
         ddb = boto3.client("dynamodb")
         past = str(int(time.time() * 1000) - 1)
         for table in self.rt.resources.values():
             if table.type != "AWS::DynamoDB::Table" or "Idempotency" not in table.logical_id:
                 continue
             for item in scan(table.name):
+                key = item["id"].get("S", "")
+                if package is not None and f".{package}." not in key and not key.startswith(f"{package}."):
+                    continue
                 if item.get("status", {}).get("S") == "INPROGRESS" and "in_progress_expiration" in item:
                     ddb.update_item(TableName=table.name, Key={"id": item["id"]},
                                     UpdateExpression="SET in_progress_expiration = :past",
@@ -235,6 +239,12 @@ class Shop:
             except sfn.exceptions.ExecutionDoesNotExist:
                 continue
         return found
+
+    def purge_queues(self) -> None:
+        """Empty every queue of the template, so what one case left cannot be blamed on the next."""
+        sqs = boto3.client("sqs")
+        for queue in self._queues.values():
+            sqs.purge_queue(QueueUrl=queue.url)
 
     def drain_queue(self, logical_id_prefix: str) -> list[dict[str, Any]]:
         """Receive and delete every message on the queue; their bodies (JSON when they are)."""
