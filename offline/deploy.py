@@ -448,12 +448,30 @@ def create_state_machine(d: Deployer, logical_id: str, p: dict[str, Any]) -> Phy
             "DefinitionBody.from_string so the offline runtime can read it")
     for key, value in (p.get("DefinitionSubstitutions") or {}).items():
         definition = definition.replace("${" + key + "}", cfn_string(value))
-    machine = d.client("stepfunctions").create_state_machine(
-        name=name, definition=definition, roleArn=d.ensure_role(p.get("RoleArn")),
-        type=p.get("StateMachineType", "STANDARD"))
+    args: dict[str, Any] = {"name": name, "definition": definition, "roleArn": d.ensure_role(p.get("RoleArn")),
+                            "type": p.get("StateMachineType", "STANDARD")}
+    logging_configuration = _logging_configuration(p.get("LoggingConfiguration"))
+    if logging_configuration:
+        # Executions write their history events to the log group (offline/stepfunctions.py): for an Express
+        # workflow that is the only record of what it did.
+        args["loggingConfiguration"] = logging_configuration
+    machine = d.client("stepfunctions").create_state_machine(**args)
     arn = machine["stateMachineArn"]
     return Physical(logical_id, "AWS::StepFunctions::StateMachine", name, ref=arn, arn=arn,
                     attributes={"Arn": arn, "Name": name})
+
+
+def _logging_configuration(p: Any) -> dict[str, Any] | None:
+    """AWS::StepFunctions::StateMachine LoggingConfiguration -> the API's loggingConfiguration."""
+    if not isinstance(p, dict) or str(p.get("Level", "OFF")) == "OFF":
+        return None
+    destinations = [
+        {"cloudWatchLogsLogGroup": {"logGroupArn": destination["CloudWatchLogsLogGroup"]["LogGroupArn"]}}
+        for destination in p.get("Destinations") or []
+        if isinstance((destination.get("CloudWatchLogsLogGroup") or {}).get("LogGroupArn"), str)
+    ]
+    return {"level": str(p["Level"]), "includeExecutionData": cfn_string(p.get("IncludeExecutionData", False)) == "true",
+            "destinations": destinations}
 
 
 def create_log_group(d: Deployer, logical_id: str, p: dict[str, Any]) -> Physical:

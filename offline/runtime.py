@@ -139,7 +139,7 @@ class Runtime:
         from offline.gateway import build_gateways
         from offline.lambdas import InProcessLambdas
         from offline.patches import Patcher, serialize_dynamodb
-        from offline.stepfunctions import make_fast
+        from offline.stepfunctions import emulate_workflow_types, make_fast
 
         self._set_environ({**BASE_ENVIRONMENT, "AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region})
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
@@ -153,6 +153,7 @@ class Runtime:
         self.lambdas.install(self._patcher)
         self.events = EventBridgeTargets(lambdas=self.lambdas, retry_delay=self._retry_delay)
         self.events.install(self._patcher)
+        emulate_workflow_types(self._patcher)  # Express: no name dedupe, no history API; logs for both types
         if self.fast:
             make_fast(self._patcher)
         self._add_code_root()

@@ -1,6 +1,12 @@
 """The order saga: the Step Functions state machine of statemachines/order_saga.asl.json and what starts it.
 
 OrderPlaced on the bus -> rule -> inbox queue -> starter function -> StartExecution named by the order id.
+After the pivot (ConfirmOrder) the saga is done: payments capture and inventory commits on OrderConfirmed, each
+from its own inbox (stacks/payments_service.py, stacks/inventory_service.py).
+
+Standard (the default) or Express (``-c workflow=express``): the same definition. Express is at-least-once and
+does not deduplicate executions by name; every step is idempotent on (order id, step) and the order aggregate
+decides confirm-or-cancel atomically, so a second execution of the same order changes nothing.
 The definition is kept inline in the template (``DefinitionBody.from_string``, not ``from_file``, which
 uploads it as an S3 asset): the offline runtime executes the very definition the template holds.
 """
@@ -59,8 +65,8 @@ class OrderSaga(Construct):
         self.state_machine = sfn.StateMachine(
             self,
             "StateMachine",
-            comment="orderflow order saga: reserve, price, authorize, capture (pivot), commit, confirm; "
-            "compensations in reverse",
+            comment="orderflow order saga: reserve, authorize, confirm (the pivot); on failure cancel, void, "
+            "release",
             state_machine_type=WORKFLOW_TYPES[workflow],
             definition_body=sfn.DefinitionBody.from_string(DEFINITION_FILE.read_text()),
             definition_substitutions={name: function.function_arn for name, function in participants.items()},

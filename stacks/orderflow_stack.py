@@ -42,8 +42,10 @@ class OrderflowStack(Stack):
 
         self.events = EventBus(self, "Events")
         self.orders = OrdersService(self, "Orders")
-        self.inventory = InventoryService(self, "Inventory")
-        self.payments = PaymentsService(self, "Payments", idempotency_table=self.orders.idempotency_table)
+        self.inventory = InventoryService(self, "Inventory", bus=self.events.bus)
+        self.payments = PaymentsService(
+            self, "Payments", idempotency_table=self.orders.idempotency_table, bus=self.events.bus
+        )
 
         self.relay = OutboxRelay(self, "Relay", bus=self.events.bus)
         self.relay.add_source("Orders", self.orders.table)
@@ -79,6 +81,12 @@ class OrderflowStack(Stack):
         )
         self.alarms.add_queue_not_empty(
             "NotificationsInboxDlq", self.notifications.inbox.dlq, "An order outcome was not notified"
+        )
+        self.alarms.add_queue_not_empty(
+            "CaptureInboxDlq", self.payments.capture_inbox.dlq, "A confirmed order's payment was not captured"
+        )
+        self.alarms.add_queue_not_empty(
+            "CommitInboxDlq", self.inventory.commit_inbox.dlq, "A confirmed order's stock was not committed"
         )
         self.projections = Projections(self, "Projections", bus=self.events.bus, api=self.api, alarms=self.alarms)
         self.alarms.add_queue_not_empty(

@@ -14,7 +14,8 @@ from stacks.tables import EVENT_STORE_ACTIONS, IDEMPOTENCY_ACTIONS, data_table, 
 class OrdersService(Construct):
     """``Table`` (event store, its stream is the outbox), ``IdempotencyTable`` (the system's one Powertools
     idempotency table: records are keyed by function name, so services share it safely), ``Api`` (the API
-    function), ``Saga`` (the order saga's orders steps: price, confirm, cancel, flag).
+    function), ``Saga`` (the order saga's orders steps: confirm (the pivot, recording the prices), cancel,
+    flag).
     """
 
     routes = (
@@ -62,7 +63,7 @@ class OrdersService(Construct):
             self,
             "Saga",
             handler="orders.saga.handler",
-            description="Order saga steps of the order service: record prices, confirm, cancel, flag",
+            description="Order saga steps of the order service: confirm at the reserved prices, cancel, flag",
             memory_size=256,
             timeout=SAGA_STEP_TIMEOUT,
             environment={"ORDERS_TABLE": self.table.table_name},

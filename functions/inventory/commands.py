@@ -52,6 +52,9 @@ class Release(_Strict):
 
 
 class Commit(_Strict):
+    """The former definition's CommitReservation step (executions that started before it moved to
+    commit_on_confirmed.py keep the definition they started with, so it is still answered)."""
+
     action: Literal["commit"]
     order_id: OrderId = Field(alias="orderId")
 
@@ -103,3 +106,12 @@ class SetProductRequest(_Strict):
     @property
     def price_amount(self) -> Decimal:
         return Decimal(self.price)
+
+
+class CommitOrder(BaseModel):
+    """Sell an order's reserved units: read from an OrderConfirmed event's ``data`` (a tolerant reader: only the
+    field inventory needs, whatever else the orders service puts in the event or adds later)."""
+
+    model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
+
+    order_id: OrderId

@@ -5,6 +5,9 @@
         raises OutOfStock / UnknownProduct / ReservationCancelled (all lines or none are reserved)
     {"action": "release", "orderId"} -> {"orderId", "released": true | false}
     {"action": "commit", "orderId"}  -> {"orderId", "committed": true | false}
+        no longer a step of the saga's definition (inventory commits when OrderConfirmed reaches it:
+        commit_on_confirmed.py); answered for executions that started before that deploy, which keep the
+        definition they started with.
 
 An exception's class name is the Step Functions error name. Every step is idempotent on the order id; a
 malformed payload raises InvalidRequest (a ValueError) before anything is written.

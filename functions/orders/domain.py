@@ -3,6 +3,11 @@
 ``decide_*`` functions take the current state and return the new events (or raise a domain error);
 ``evolve`` applies one event to a state; loading an order is ``replay``. Every decision the saga drives is
 idempotent: asking again for what already happened decides nothing.
+
+The order is the saga's arbiter: confirming (the pivot) and cancelling exclude each other in one aggregate with
+conditional appends, so whatever runs concurrently (an Express execution started twice, a task retried while
+its first invocation still runs), an order is either confirmed or cancelled, never both. The saga cancels
+before it compensates anything, and compensates nothing when the cancel finds the order confirmed.
 """
 
 from __future__ import annotations
@@ -76,6 +81,10 @@ class InvalidTransition(OrderError):
     pass
 
 
+class AlreadyConfirmed(InvalidTransition):
+    """A cancel for an order that passed the pivot: nothing may be compensated (the saga catches this name)."""
+
+
 def money(amount: Decimal) -> str:
     return str(amount.quantize(CENT))
 
@@ -87,35 +96,76 @@ def decide_place(state: Order | None, order_id: str, command: PlaceOrder) -> lis
     return [OrderPlaced(order_id=order_id, customer_id=command.customer_id, lines=lines, contact_email=command.contact_email)]
 
 
-def decide_price(state: Order, priced: list[tuple[str, int, Decimal]]) -> list[DomainEvent]:
-    """Record the prices inventory reserved the lines at. The total is computed here, not trusted."""
-    if state.total is not None:
-        return []  # already priced: a repeated step
-    if state.status is not OrderStatus.PENDING:
-        raise InvalidTransition(f"order {state.order_id} is {state.status}: it cannot be priced")
+Priced = list[tuple[str, int, Decimal]]  # (sku, quantity, unit price) per line, as inventory reserved them
+
+
+def _price_lines(state: Order, priced: Priced) -> tuple[tuple[PricedLine, ...], Decimal]:
+    """The order's own lines at the given prices, and their total (computed here, never trusted)."""
     if sorted((sku, qty) for sku, qty, _ in priced) != sorted((line.sku, line.quantity) for line in state.lines):
         raise InvalidTransition(f"the priced lines do not match order {state.order_id}'s lines")
     by_sku = {sku: price for sku, _, price in priced}
     lines = tuple(PricedLine(sku=l.sku, quantity=l.quantity, unit_price=money(by_sku[l.sku])) for l in state.lines)
-    total = sum((by_sku[l.sku] * l.quantity for l in state.lines), Decimal("0"))
+    return lines, sum((by_sku[l.sku] * l.quantity for l in state.lines), Decimal("0"))
+
+
+def _recorded_lines(state: Order) -> tuple[PricedLine, ...]:
+    return tuple(
+        PricedLine(sku=l.sku, quantity=l.quantity, unit_price=money(l.unit_price))
+        for l in state.lines
+        if l.unit_price is not None
+    )
+
+
+def decide_price(state: Order, priced: Priced) -> list[DomainEvent]:
+    """Record the prices inventory reserved the lines at (the former RecordPrices step: executions that started
+    before it was folded into the confirmation still call it; new ones price at ``decide_confirm``)."""
+    if state.total is not None:
+        return []  # already priced: a repeated step
+    if state.status is not OrderStatus.PENDING:
+        raise InvalidTransition(f"order {state.order_id} is {state.status}: it cannot be priced")
+    lines, total = _price_lines(state, priced)
     return [OrderPriced(order_id=state.order_id, lines=lines, total=money(total))]
 
 
-def decide_confirm(state: Order) -> list[DomainEvent]:
+def decide_confirm(state: Order, priced: Priced | None = None, authorized: Decimal | None = None) -> list[DomainEvent]:
+    """The pivot: confirm the order at the prices inventory reserved its lines at (``priced``), whose total must
+    be the amount payments authorized (``authorized``, when given). Without ``priced`` the order must have been
+    priced already (an ``OrderPriced`` from an execution of the former definition)."""
     if state.status is OrderStatus.CONFIRMED:
         return []
-    if state.status is not OrderStatus.PENDING or state.total is None:
-        raise InvalidTransition(f"order {state.order_id} is {state.status}{'' if state.total else ', unpriced'}: it cannot be confirmed")
+    if state.status is not OrderStatus.PENDING:
+        raise InvalidTransition(f"order {state.order_id} is {state.status}: it cannot be confirmed")
+    if priced is not None:
+        lines, total = _price_lines(state, priced)
+        if state.total is not None and state.total != total:
+            raise InvalidTransition(
+                f"order {state.order_id} was priced at {money(state.total)}, not {money(total)}: it cannot be confirmed"
+            )
+    elif state.total is not None:
+        lines, total = _recorded_lines(state), state.total
+    else:
+        raise InvalidTransition(f"order {state.order_id} has no prices: it cannot be confirmed")
+    if authorized is not None and authorized != total:
+        raise InvalidTransition(
+            f"order {state.order_id} totals {money(total)} but {money(authorized)} was authorized: it cannot be confirmed"
+        )
     return [
         OrderConfirmed(
-            order_id=state.order_id, customer_id=state.customer_id, total=money(state.total), contact_email=state.contact_email
+            order_id=state.order_id,
+            customer_id=state.customer_id,
+            total=money(total),
+            contact_email=state.contact_email,
+            lines=lines,
         )
     ]
 
 
 def decide_cancel(state: Order, reason: str) -> list[DomainEvent]:
+    """Cancel a pending order. A confirmed one raises AlreadyConfirmed: the pivot won, compensate nothing."""
     if state.status is OrderStatus.CANCELLED:
         return []
+    if state.status is OrderStatus.CONFIRMED:
+        raise AlreadyConfirmed(f"order {state.order_id} is confirmed: it cannot be cancelled")
     if state.status is not OrderStatus.PENDING:
         raise InvalidTransition(f"order {state.order_id} is {state.status}: it cannot be cancelled")
     return [
@@ -148,7 +198,11 @@ def evolve(state: Order | None, event: DomainEvent, version: int) -> Order:
             lines = tuple(Line(sku=l.sku, quantity=l.quantity, unit_price=Decimal(l.unit_price)) for l in event.lines)
             return replace(state, lines=lines, total=Decimal(event.total), version=version)
         case OrderConfirmed():
-            return replace(state, status=OrderStatus.CONFIRMED, reason=None, version=version)
+            confirmed = replace(state, status=OrderStatus.CONFIRMED, reason=None, version=version)
+            if event.lines is None:  # v1: the prices came with an earlier OrderPriced
+                return confirmed
+            lines = tuple(Line(sku=l.sku, quantity=l.quantity, unit_price=Decimal(l.unit_price)) for l in event.lines)
+            return replace(confirmed, lines=lines, total=Decimal(event.total))
         case OrderCancelled():
             return replace(state, status=OrderStatus.CANCELLED, reason=event.reason, version=version)
         case OrderNeedsAttention():

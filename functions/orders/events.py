@@ -42,7 +42,11 @@ class OrderPlaced(DomainEvent):
 
 
 class OrderPriced(DomainEvent):
-    """Inventory reserved the lines and told their prices; the order now has a total."""
+    """Inventory reserved the lines and told their prices; the order now has a total.
+
+    Written by the saga's former RecordPrices step (and by executions started before it was folded into the
+    confirmation); orders placed since have their prices in ``OrderConfirmed`` v2. Kept: histories hold it.
+    """
 
     order_id: str
     lines: tuple[PricedLine, ...]
@@ -50,10 +54,23 @@ class OrderPriced(DomainEvent):
 
 
 class OrderConfirmed(DomainEvent):
+    """The saga's pivot: the order is confirmed at these prices; payments capture and inventory commits on it.
+
+    Schema versions (``dataversion``):
+    1. ``order_id``, ``customer_id``, ``total``, ``contact_email``: the prices were recorded before, by an
+       ``OrderPriced`` event (the saga had a step of its own for them).
+    2. ``lines`` (with their unit prices) too: the confirmation records the prices inventory reserved the
+       lines at, and no ``OrderPriced`` is written any more. ``lines`` is ``null`` only in a v1 event upcast
+       (its order holds the prices from its ``OrderPriced``); every v2 event written has them.
+    """
+
+    schema_version: ClassVar[int] = 2
+
     order_id: str
     customer_id: str
     total: Money
     contact_email: str | None = None
+    lines: tuple[PricedLine, ...] | None = None
 
 
 class OrderCancelled(DomainEvent):
@@ -78,3 +95,9 @@ CATALOG = EventCatalog(OrderPlaced, OrderPriced, OrderConfirmed, OrderCancelled,
 def _order_placed_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     """v1 -> v2: ``contact_email`` becomes an explicit field; a v1 event without it had none."""
     return {**data, "contact_email": data.get("contact_email")}
+
+
+@CATALOG.upcaster(OrderConfirmed, from_version=1)
+def _order_confirmed_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """v1 -> v2: ``lines`` becomes a field; a v1 confirmation carried none (an ``OrderPriced`` had them)."""
+    return {**data, "lines": None}

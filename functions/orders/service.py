@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 
 from shared import snapshots
@@ -12,7 +12,7 @@ from shared.events import DomainEvent, EventEnvelope, wrap
 
 from . import domain
 from .commands import PlaceOrder
-from .domain import Order, OrderAlreadyExists
+from .domain import Order, OrderAlreadyExists, Priced
 from .events import CATALOG, SOURCE
 from .snapshot import ORDER_SNAPSHOTS
 
@@ -35,8 +35,12 @@ class OrderNotFound(LookupError):
 
 
 class OrderService:
-    def __init__(self, store: EventStore) -> None:
+    """``on_appended`` is told the events each call appended (after the append committed, never for a call that
+    decided nothing): the saga counts outcomes with it, so a repeated step is never counted twice."""
+
+    def __init__(self, store: EventStore, on_appended: Callable[[Sequence[DomainEvent]], None] | None = None) -> None:
         self._store = store
+        self._on_appended = on_appended
 
     def history(self, order_id: str) -> list[EventEnvelope]:
         return self._store.load(order_id)
@@ -58,11 +62,14 @@ class OrderService:
 
         return self._execute(order_id, decide)
 
-    def price(self, order_id: str, priced: list[tuple[str, int, Decimal]]) -> Order:
+    def price(self, order_id: str, priced: Priced) -> Order:
         return self._execute(order_id, lambda state: domain.decide_price(self._exists(order_id, state), priced))
 
-    def confirm(self, order_id: str) -> Order:
-        return self._execute(order_id, lambda state: domain.decide_confirm(self._exists(order_id, state)))
+    def confirm(self, order_id: str, priced: Priced | None = None, authorized: Decimal | None = None) -> Order:
+        """The pivot: confirm at the reserved prices (``priced``) whose total payments authorized (``authorized``)."""
+        return self._execute(
+            order_id, lambda state: domain.decide_confirm(self._exists(order_id, state), priced, authorized)
+        )
 
     def cancel(self, order_id: str, reason: str) -> Order:
         return self._execute(order_id, lambda state: domain.decide_cancel(self._exists(order_id, state), reason))
@@ -90,6 +97,8 @@ class OrderService:
             for envelope, event in zip(envelopes, events, strict=True):
                 state = domain.evolve(state, event, envelope.version)
             assert state is not None
+            if self._on_appended is not None:
+                self._on_appended(events)
             return state
         raise ConcurrencyError(order_id, -1)
 

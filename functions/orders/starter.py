@@ -1,7 +1,14 @@
 """Starts the order saga when OrderPlaced reaches the bus (rule -> SQS -> this function, partial batch failures).
 
-The execution is named by the order id, so a duplicate OrderPlaced (EventBridge and SQS deliver at least once)
-starts no second saga: Step Functions refuses a second Standard execution of the same name.
+The execution is named by the order id, always asynchronously (StartExecution; never StartSyncExecution, which
+an SQS consumer has no use for and moto does not implement). What a duplicate OrderPlaced (EventBridge and SQS
+deliver at least once) does depends on the workflow type:
+
+- Standard: Step Functions refuses a second execution of the same name (``ExecutionAlreadyExists``), so a
+  duplicate starts nothing: counted as ``DuplicateSagaStarts``.
+- Express: StartExecution is not idempotent, a duplicate starts a second execution of the same order. Nothing
+  here relies on the name for exactness: every step is idempotent on (order id, step) and the order aggregate
+  decides confirm-or-cancel once, so the second execution changes nothing (tests/e2e/test_order_saga.py).
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ def saga_input(placed: OrderPlaced) -> dict[str, Any]:
 
 
 def start_saga(placed: OrderPlaced) -> bool:
-    """Start the saga for this order; False when it was already started."""
+    """Start the saga for this order; False when a Standard execution of it was already started."""
     sfn = client("stepfunctions")
     try:
         sfn.start_execution(stateMachineArn=settings.state_machine_arn, name=placed.order_id, input=json.dumps(saga_input(placed)))

@@ -77,3 +77,16 @@ class VoidStep(_SagaStep):
 
 
 SAGA_STEPS: dict[str, type[_SagaStep]] = {"authorize": AuthorizeStep, "capture": CaptureStep, "void": VoidStep}
+
+
+# --- what payments need from the bus ---------------------------------------------------------------------
+
+
+class CapturePayment(BaseModel):
+    """Capture the order's payment: read from an OrderConfirmed event's ``data`` (a tolerant reader: only the
+    fields payments need, whatever else the orders service puts in the event or adds later)."""
+
+    model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
+
+    order_id: OrderId
+    customer_id: CustomerId

@@ -4,7 +4,9 @@ Input:  {"action": "authorize", "orderId", "customerId", "amount": "25.00"}
           -> {"orderId", "authorized": true, "amount": "25.00"}
           raises PaymentDeclined (recorded once on the account) or AuthorizationCancelled (voided first)
         {"action": "capture", "orderId", "customerId"} -> {"orderId", "captured": true}
-          raises PaymentNotAuthorized when the order holds no funds
+          raises PaymentNotAuthorized when the order holds no funds. The saga's definition no longer has this
+          step (payments capture when OrderConfirmed reaches them: capture_on_confirmed.py); it is answered
+          for executions that started before that deploy, which keep the definition they started with.
         {"action": "void", "orderId", "customerId"}    -> {"orderId", "voided": true|false}
           ``voided`` is true when the order held funds that are now released, false when it never held any
           (declined, or unknown: then a tombstone refuses a late authorize). Raises PaymentAlreadyCaptured.
@@ -14,43 +16,29 @@ class name is the Step Functions error name. Bad payloads raise InvalidRequest (
 
 from __future__ import annotations
 
-import functools
 from decimal import Decimal
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import Field, ValidationError
+from pydantic import ValidationError
 
-from shared.aws import client
-from shared.event_store import DynamoDBEventStore
 from shared.http import validation_errors
-from shared.settings import EnvSettings, load_settings
 
 from .commands import SAGA_STEPS, AuthorizeStep, CaptureStep, VoidStep
 from .domain import PaymentDeclined, money
-from .service import PaymentsService
+from .wiring import service, settings
 
 logger = Logger(service="payments")
 tracer = Tracer(service="payments")
 metrics = Metrics(service="payments")
 
-
-class SagaSettings(EnvSettings):
-    payments_table: str = Field(alias="PAYMENTS_TABLE", min_length=1)
-
-
-settings = load_settings(SagaSettings)
+__all__ = ["handler", "run_step", "service", "settings"]
 
 
 class InvalidRequest(ValueError):
     pass
-
-
-@functools.cache
-def service() -> PaymentsService:
-    return PaymentsService(DynamoDBEventStore(settings.payments_table, client("dynamodb")))
 
 
 def parse_step(event: Any) -> AuthorizeStep | CaptureStep | VoidStep:

@@ -56,24 +56,26 @@ class PaymentsService:
         return snapshots.load(self._store, domain.account_id(customer_id), ACCOUNT_SNAPSHOTS).state
 
     def deposit(self, customer_id: str, deposit_id: str, amount: Decimal) -> Account:
-        return self._execute(customer_id, lambda account: domain.decide_deposit(account, deposit_id, amount))
+        return self._execute(customer_id, lambda account: domain.decide_deposit(account, deposit_id, amount))[0]
 
     def authorize(self, customer_id: str, order_id: str, amount: Decimal) -> OrderPayment:
         """Hold ``amount`` for the order; raises PaymentDeclined (recorded once) or AuthorizationCancelled."""
-        account = self._execute(customer_id, lambda account: domain.decide_authorize(account, order_id, amount))
+        account, _ = self._execute(customer_id, lambda account: domain.decide_authorize(account, order_id, amount))
         return domain.authorization(account, order_id)
 
-    def capture(self, customer_id: str, order_id: str) -> OrderPayment:
-        account = self._execute(customer_id, lambda account: domain.decide_capture(account, order_id))
-        return account.payments[order_id]
+    def capture(self, customer_id: str, order_id: str) -> bool:
+        """Turn the order's hold into a payment; True when this call captured it, False when it was captured
+        already. Raises PaymentNotAuthorized when the order holds no funds."""
+        return self._execute(customer_id, lambda account: domain.decide_capture(account, order_id))[1]
 
     def void(self, customer_id: str, order_id: str) -> bool:
         """Void the order's authorization; True when it held funds that are now released."""
-        account = self._execute(customer_id, lambda account: domain.decide_void(account, order_id))
+        account, _ = self._execute(customer_id, lambda account: domain.decide_void(account, order_id))
         return domain.hold_released(account, order_id)
 
-    def _execute(self, customer_id: str, decide: Callable[[Account], list[DomainEvent]]) -> Account:
-        """Load, decide, append; on a concurrent write, load again and decide again."""
+    def _execute(self, customer_id: str, decide: Callable[[Account], list[DomainEvent]]) -> tuple[Account, bool]:
+        """Load, decide, append; on a concurrent write, load again and decide again. (The account, whether this
+        call appended anything.)"""
         aggregate_id = domain.account_id(customer_id)
         for attempt in range(self._attempts):
             if attempt:
@@ -81,7 +83,7 @@ class PaymentsService:
             account = self.account(customer_id)
             events = decide(account)
             if not events:
-                return account
+                return account, False
             envelopes = [
                 wrap(
                     event,
@@ -99,7 +101,7 @@ class PaymentsService:
                 continue
             for envelope, event in zip(envelopes, events, strict=True):
                 account = domain.evolve(account, event, envelope.version)
-            return account
+            return account, True
         raise ConcurrencyError(aggregate_id, account.version)
 
     def events(self, customer_id: str, after_version: int = 0, up_to_version: int | None = None) -> list[EventEnvelope]:

@@ -1,4 +1,9 @@
-"""End-to-end fixtures: the synthesized template, run by the offline runtime, driven through the API."""
+"""End-to-end fixtures: the synthesized template, run by the offline runtime, driven through the API.
+
+``template`` / ``rt`` are the default (Standard) profile. ``profile`` is parametrized over both workflow types
+of the order saga (``standard``, ``express``: ``-c workflow=express``); ``profile_template`` / ``profile_rt``
+follow it, so a test that asks for them runs once per profile (tests/e2e/test_order_saga.py does).
+"""
 
 from __future__ import annotations
 
@@ -17,10 +22,15 @@ from offline.runtime import Runtime
 ROOT = Path(__file__).resolve().parents[2]
 
 
+PROFILES = ("standard", "express")
+# The template `make test` synthesized for each profile (see the Makefile's TEST_ENV).
+TEMPLATE_VARIABLES = {"standard": "ORDERFLOW_TEMPLATE", "express": "ORDERFLOW_TEMPLATE_EXPRESS"}
+
+
 @pytest.fixture(scope="session")
 def template() -> dict[str, Any]:
     """The template `make test` synthesized (ORDERFLOW_TEMPLATE), or a fresh synth of app.py."""
-    path = os.environ.get("ORDERFLOW_TEMPLATE")
+    path = os.environ.get(TEMPLATE_VARIABLES["standard"])
     if path:
         return json.loads(Path(path).read_text())
     from offline.synth import synth_template
@@ -28,14 +38,47 @@ def template() -> dict[str, Any]:
     return synth_template(ROOT)
 
 
+@pytest.fixture(scope="session")
+def express_template() -> dict[str, Any]:
+    """The Express profile's template (ORDERFLOW_TEMPLATE_EXPRESS), or the app synthesized in-process with
+    ``workflow=express`` (cdk-nag runs on it as on every synth)."""
+    path = os.environ.get(TEMPLATE_VARIABLES["express"])
+    if path:
+        return json.loads(Path(path).read_text())
+    from app import STACK_NAME, build_app
+
+    app, _ = build_app({"workflow": "express"})
+    return app.synth().get_stack_by_name(STACK_NAME).template  # type: ignore[no-any-return]
+
+
+@pytest.fixture(params=PROFILES)
+def profile(request: pytest.FixtureRequest) -> str:
+    """The order saga's workflow type: ``standard`` or ``express``."""
+    return str(request.param)
+
+
 @pytest.fixture
-def rt(template: dict[str, Any]) -> Iterator[Runtime]:
+def profile_template(profile: str, request: pytest.FixtureRequest) -> dict[str, Any]:
+    return request.getfixturevalue("template" if profile == "standard" else "express_template")  # type: ignore[no-any-return]
+
+
+def running(template: dict[str, Any]) -> Iterator[Runtime]:
     runtime = Runtime(template, code_root=ROOT / "functions")
     runtime.start()
     try:
         yield runtime
     finally:
         runtime.stop()
+
+
+@pytest.fixture
+def rt(template: dict[str, Any]) -> Iterator[Runtime]:
+    yield from running(template)
+
+
+@pytest.fixture
+def profile_rt(profile_template: dict[str, Any]) -> Iterator[Runtime]:
+    yield from running(profile_template)
 
 
 def customer(name: str | None = None) -> dict[str, str]:

@@ -76,7 +76,8 @@ def test_deposit_authorize_capture_are_recorded_with_their_ids(service: Payments
     service.deposit("c-1", "d-1", D("100.00"))
     payment = service.authorize("c-1", "o-1", D("25.00"))
     assert (payment.status, payment.amount) == (PaymentStatus.AUTHORIZED, D("25.00"))
-    assert service.capture("c-1", "o-1").status is PaymentStatus.CAPTURED
+    assert service.capture("c-1", "o-1") is True
+    assert service.account("c-1").payments["o-1"].status is PaymentStatus.CAPTURED
     account = service.account("c-1")
     assert (account.balance, account.held) == (D("75.00"), D("0.00"))
 
@@ -95,8 +96,8 @@ def test_every_step_is_idempotent(service: PaymentsService, store: EventStore) -
     service.deposit("c-1", "d-1", D("100"))
     service.deposit("c-1", "d-1", D("100"))
     assert service.authorize("c-1", "o-1", D("40")) == service.authorize("c-1", "o-1", D("40"))
-    service.capture("c-1", "o-1")
-    service.capture("c-1", "o-1")
+    assert service.capture("c-1", "o-1") is True
+    assert service.capture("c-1", "o-1") is False  # captured already (a redelivered OrderConfirmed): nothing written
     service.authorize("c-1", "o-2", D("10"))
     assert service.void("c-1", "o-2") is True
     assert service.void("c-1", "o-2") is True  # the same answer, nothing written

@@ -174,7 +174,7 @@ def test_the_history_lists_the_orders_events_as_cloudevents_oldest_first() -> No
     assert [(e["type"], e["sequence"], e["time"], e["dataversion"]) for e in body["events"]] == [
         ("OrderPlaced", "0000000001", "2026-11-26T09:00:00.000000Z", "2"),
         ("OrderPriced", "0000000002", "2026-11-26T09:00:10.000000Z", "1"),
-        ("OrderConfirmed", "0000000003", "2026-11-26T09:00:20.000000Z", "1"),
+        ("OrderConfirmed", "0000000003", "2026-11-26T09:00:20.000000Z", "2"),  # v2 since prices moved into it
     ]
     first = body["events"][0]
     assert first["specversion"] == "1.0" and first["source"] == "orderflow.orders" and first["subject"] == ORDER_ID

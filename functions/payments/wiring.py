@@ -1,0 +1,26 @@
+"""The payments functions' table and service, made once per process (cold start). The API has its own (it also
+needs the idempotency table)."""
+
+from __future__ import annotations
+
+import functools
+
+from pydantic import Field
+
+from shared.aws import client
+from shared.event_store import DynamoDBEventStore
+from shared.settings import EnvSettings, load_settings
+
+from .service import PaymentsService
+
+
+class PaymentsTableSettings(EnvSettings):
+    payments_table: str = Field(alias="PAYMENTS_TABLE", min_length=1)
+
+
+settings = load_settings(PaymentsTableSettings)  # a missing table name fails the cold start, not a step
+
+
+@functools.cache
+def service() -> PaymentsService:
+    return PaymentsService(DynamoDBEventStore(settings.payments_table, client("dynamodb")))
