@@ -5,7 +5,9 @@ reads every part for one order and puts it on one clock:
 
     service        where it is read                                   how
     orders         orders table, ``pk = <orderId>``, kind event        Query (the order's event stream)
-    saga           the order saga's execution named by the order id   DescribeExecution + GetExecutionHistory
+    saga           the order saga's execution named by the order id   Standard: DescribeExecution +
+                                                                      GetExecutionHistory; Express: its log
+                                                                      group (FilterLogEvents), see below
     inventory      inventory table, ``pk = RESERVATION#<orderId>``     Query (reservation + its outbox items)
     payments       payments table, ``pk = account#<customerId>``       Query, filtered on correlationid = order
     notifications  notifications table, records with order_id = order  Scan with a filter (see below)
@@ -14,6 +16,13 @@ The notifications table is keyed by event id and has no index on the order id, s
 a filtered Scan: it reads the whole table, which is fine for an operator's tool run by hand (and is what a
 GSI on ``order_id`` would fix if that table grows large). The payments query reads the customer's whole
 account stream and keeps the order's events (a FilterExpression: filtered items still count as read).
+
+The saga's workflow type comes from DescribeStateMachine. A Standard execution is named by the order id and has
+a history. Express keeps none (ListExecutions, DescribeExecution and GetExecutionHistory refuse Express
+executions): what an Express execution did is only in the state machine's CloudWatch log group (level ALL, with
+execution data: stacks/order_saga.py), so the trace reads the log events that mention the order id and rebuilds
+each execution from them. Express does not deduplicate starts, so an order can show several executions; their
+log events arrive a few seconds after the fact and last as long as the group's retention.
 
 Where it reads from:
 - ``--endpoint-url http://127.0.0.1:4566`` (``make local``): the physical names come from the synthesized
@@ -208,7 +217,7 @@ def build_timeline(order_id: str, resources: Resources, clients: Callable[[str],
     timeline.entries += order_events
     placed = next((e.data.get("data") for e in order_events if e.what == "OrderPlaced"), None)
     timeline.customer_id = (placed or {}).get("customer_id")
-    execution_input = _saga_entries(timeline, resources.state_machine_arn, clients("stepfunctions"))
+    execution_input = _saga_entries(timeline, resources.state_machine_arn, clients, not_before=_placed_at(order_events))
     if not order_events and timeline.execution_status is None:
         raise OrderNotFound(f"order {order_id} not found: no events in table {resources.orders_table} and no "
                             f"execution of {resources.state_machine_arn.rsplit(':', 1)[-1]} by that name")
@@ -324,8 +333,28 @@ def _notification_entries(timeline: Timeline, ddb: Any, table: str) -> None:
 
 # --- the saga
 
-def _saga_entries(timeline: Timeline, state_machine_arn: str, sfn: Any) -> dict[str, Any] | None:
-    """The execution's start and end and one entry per state it ran; returns the execution's input."""
+def _placed_at(order_events: list[Entry]) -> datetime | None:
+    return next((event.time for event in order_events if event.what == "OrderPlaced"), None)
+
+
+def _saga_entries(
+    timeline: Timeline, state_machine_arn: str, clients: Callable[[str], Any], *, not_before: datetime | None = None
+) -> dict[str, Any] | None:
+    """The saga's executions of the order: start, one entry per state, end. Returns the (first) execution's input."""
+    sfn = clients("stepfunctions")
+    try:
+        machine = sfn.describe_state_machine(stateMachineArn=state_machine_arn)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code", "") != "StateMachineDoesNotExist":
+            raise TraceError(f"cannot read the saga's state machine: {_message(error)}") from None
+        machine = None  # the standard path says there is no such execution
+    if machine is not None and machine.get("type") == "EXPRESS":
+        return _express_saga_entries(timeline, machine, clients("logs"), not_before=not_before)
+    return _standard_saga_entries(timeline, state_machine_arn, sfn)
+
+
+def _standard_saga_entries(timeline: Timeline, state_machine_arn: str, sfn: Any) -> dict[str, Any] | None:
+    """The execution named by the order id, from DescribeExecution and GetExecutionHistory."""
     head, _, name = state_machine_arn.partition(":stateMachine:")
     execution_arn = f"{head}:execution:{name}:{timeline.order_id}"
     try:
@@ -343,28 +372,140 @@ def _saga_entries(timeline: Timeline, state_machine_arn: str, sfn: Any) -> dict[
                                   detail=name, data={"executionArn": execution_arn}))
     try:
         history = list(_history(sfn, execution_arn))
-    except ClientError as error:  # an Express workflow keeps no history here (it goes to its log group)
-        timeline.notes.append(f"saga: no execution history ({_message(error)}); an Express workflow logs it to "
-                              "its CloudWatch log group instead")
+    except ClientError as error:
+        timeline.notes.append(f"saga: no execution history ({_message(error)})")
         history = []
     terminal = _state_entries(timeline, history)
-    if status != "RUNNING":
-        duration = _ms(started, stopped)
-        detail = f"ended in {terminal}" if terminal else ""
-        outcome = "ok" if status == "SUCCEEDED" else "failed"
-        errors: tuple[dict[str, str], ...] = ()
-        if execution.get("error") or execution.get("cause"):
-            errors = ({"error": execution.get("error", ""), "cause": execution.get("cause", "")},)
-            detail = f"{detail}: {execution.get('error', '')} {_cause_message(execution.get('cause'))}".strip(": ")
-        timeline.entries.append(Entry(time=stopped, service="saga", kind="execution", what=f"execution {status}",
-                                      detail=detail, outcome=outcome, duration_ms=duration, errors=errors))
-    else:
-        timeline.entries.append(Entry(time=None, service="saga", kind="execution", what="execution RUNNING",
-                                      outcome="running", detail="still running"))
+    _execution_end(timeline, status, started, stopped, terminal, execution.get("error"), execution.get("cause"))
     try:
         return json.loads(execution.get("input") or "{}")
     except ValueError:
         return None
+
+
+def _execution_end(timeline: Timeline, status: str, started: datetime | None, stopped: datetime | None,
+                   terminal: str | None, error: str | None, cause: str | None) -> None:
+    if status == "RUNNING":
+        timeline.entries.append(Entry(time=None, service="saga", kind="execution", what="execution RUNNING",
+                                      outcome="running", detail="still running"))
+        return
+    detail = f"ended in {terminal}" if terminal else ""
+    errors: tuple[dict[str, str], ...] = ()
+    if error or cause:
+        errors = ({"error": error or "", "cause": cause or ""},)
+        detail = f"{detail}: {error or ''} {_cause_message(cause)}".strip(": ")
+    timeline.entries.append(Entry(time=stopped, service="saga", kind="execution", what=f"execution {status}",
+                                  detail=detail, outcome="ok" if status == "SUCCEEDED" else "failed",
+                                  duration_ms=_ms(started, stopped), errors=errors))
+
+
+# Step Functions log event type -> the execution's status (what DescribeExecution would have said).
+_EXECUTION_ENDS = {"ExecutionSucceeded": "SUCCEEDED", "ExecutionFailed": "FAILED", "ExecutionTimedOut": "TIMED_OUT",
+                   "ExecutionAborted": "ABORTED"}
+
+
+def _express_saga_entries(timeline: Timeline, machine: dict[str, Any], logs: Any, *,
+                          not_before: datetime | None) -> dict[str, Any] | None:
+    """Every Express execution of the order, rebuilt from the log events Step Functions wrote for it."""
+    name = str(machine.get("name", ""))
+    group = _log_group_of(machine)
+    if group is None:
+        timeline.notes.append("saga: an Express workflow without a CloudWatch log group keeps no record of its "
+                              "executions: nothing to show")
+        return None
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for record in _execution_log_records(logs, group, timeline.order_id, not_before):
+        parts = str(record.get("execution_arn", "")).split(":")
+        # arn:aws:states:<region>:<account>:express:<state machine>:<execution name>:<id>
+        if len(parts) == 9 and parts[5] == "express" and parts[6] == name and parts[7] == timeline.order_id:
+            runs.setdefault(record["execution_arn"], []).append(record)
+    if not runs:
+        timeline.notes.append(f"saga: no Express execution of {timeline.order_id} in log group {group} (log events "
+                              "arrive seconds after the fact and last as long as the group's retention)")
+        return None
+    statuses: list[str] = []
+    first_input: dict[str, Any] | None = None
+    ordered = sorted(runs.items(), key=lambda run: min(int(r.get("event_timestamp", 0)) for r in run[1]))
+    for number, (execution_arn, records) in enumerate(ordered, 1):
+        records.sort(key=lambda record: int(record.get("id", 0)))
+        history = [_history_event(record) for record in records]
+        start = next((event for event in history if event["type"] == "ExecutionStarted"), None)
+        end = next((event for event in reversed(history) if event["type"] in _EXECUTION_ENDS), None)
+        status = _EXECUTION_ENDS[end["type"]] if end else "RUNNING"
+        statuses.append(status)
+        started = start["timestamp"] if start else None
+        label = f"{name} (Express {execution_arn.rsplit(':', 1)[-1][:8]})" if len(ordered) > 1 else f"{name} (Express)"
+        timeline.entries.append(Entry(time=started, service="saga", kind="execution", what="execution started",
+                                      detail=label, data={"executionArn": execution_arn, "execution": number}))
+        timeline.execution_status = status  # _state_entries marks open states running only in a running execution
+        terminal = _state_entries(timeline, history)
+        details = _details(end) if end else {}
+        _execution_end(timeline, status, started, end["timestamp"] if end else None, terminal,
+                       details.get("error"), details.get("cause"))
+        if first_input is None and start is not None:
+            try:
+                first_input = json.loads(_details(start).get("input") or "{}")
+            except (TypeError, ValueError):
+                first_input = None
+    timeline.execution_status = statuses[0] if len(statuses) == 1 else ", ".join(statuses)
+    if len(ordered) > 1:
+        timeline.notes.append(f"saga: {len(ordered)} Express executions of this order (Express does not deduplicate "
+                              "starts by name: each start runs the saga again)")
+    return first_input
+
+
+def _log_group_of(machine: dict[str, Any]) -> str | None:
+    """The log group name of the state machine's logging destination (``arn:aws:logs:...:log-group:<name>:*``)."""
+    for destination in (machine.get("loggingConfiguration") or {}).get("destinations") or []:
+        arn = str(((destination or {}).get("cloudWatchLogsLogGroup") or {}).get("logGroupArn") or "")
+        if ":log-group:" in arn:
+            return arn.split(":log-group:", 1)[1].split(":", 1)[0]
+    return None
+
+
+def _execution_log_records(logs: Any, group: str, order_id: str, not_before: datetime | None) -> Iterator[dict[str, Any]]:
+    """The JSON log events of the group that mention the order id (a quoted-term filter: CloudWatch Logs reads
+    only those), each parsed; lines that are not Step Functions' JSON are skipped."""
+    request: dict[str, Any] = {"logGroupName": group, "filterPattern": f'"{order_id}"'}
+    if not_before is not None:
+        request["startTime"] = int(not_before.timestamp() * 1000) - 60_000
+    while True:
+        try:
+            page = logs.filter_log_events(**request)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code", "") == "ResourceNotFoundException":
+                raise TraceError(f"log group {group} does not exist here: wrong --endpoint-url or --stack?") from None
+            raise TraceError(f"cannot read the saga's log group {group}: {_message(error)}") from None
+        for event in page.get("events", []):
+            try:
+                record = json.loads(event.get("message") or "")
+            except ValueError:
+                continue
+            if isinstance(record, dict) and "type" in record and "execution_arn" in record:
+                yield record
+        if not page.get("nextToken"):
+            return
+        request["nextToken"] = page["nextToken"]
+
+
+def _history_event(record: dict[str, Any]) -> dict[str, Any]:
+    """A Step Functions log event as the GetExecutionHistory event it stands for (the same details)."""
+    kind = str(record["type"])
+    if kind.endswith("StateEntered"):
+        key = "stateEnteredEventDetails"
+    elif kind.endswith("StateExited"):
+        key = "stateExitedEventDetails"
+    else:
+        key = kind[:1].lower() + kind[1:] + "EventDetails"
+    try:
+        at: datetime | None = datetime.fromtimestamp(int(record.get("event_timestamp", "")) / 1000, tz=UTC)
+    except (TypeError, ValueError):
+        at = None
+    return {"type": kind, "timestamp": at, key: record.get("details") or {}}
+
+
+def _details(event: dict[str, Any]) -> dict[str, Any]:
+    return next((value for key, value in event.items() if key.endswith("EventDetails")), {}) or {}
 
 
 def _history(sfn: Any, execution_arn: str) -> Iterator[dict[str, Any]]:
@@ -389,11 +530,13 @@ class _OpenState:
 
 
 def _state_entries(timeline: Timeline, history: list[dict[str, Any]]) -> str | None:
-    """One entry per state (a task with its attempts, errors and duration); returns the terminal state's name."""
+    """One entry per state (a task with its attempts, errors and duration); returns the state the execution ended
+    in (a Succeed or Fail state, or the last state that exited)."""
     open_states: dict[str, _OpenState] = {}
     current: _OpenState | None = None
     pending: list[tuple[_OpenState, datetime | None]] = []  # exited, waiting to learn where they went
     terminal: str | None = None
+    last_exited: str | None = None  # a workflow may end at a task with "End": true, not only at Succeed/Fail
     for event in history:
         kind, at = event["type"], _utc(event.get("timestamp"))
         if kind.endswith("StateEntered"):
@@ -407,7 +550,8 @@ def _state_entries(timeline: Timeline, history: list[dict[str, Any]]) -> str | N
                 continue
             current = open_states[name] = _OpenState(name=name, type=state_type, entered=at)
         elif kind.endswith("StateExited"):
-            state = open_states.pop(event["stateExitedEventDetails"]["name"], None)
+            last_exited = event["stateExitedEventDetails"]["name"]
+            state = open_states.pop(last_exited, None)
             if state is not None:
                 pending.append((state, at))
         elif current is not None and kind in _ATTEMPT_STARTS:
@@ -424,7 +568,7 @@ def _state_entries(timeline: Timeline, history: list[dict[str, Any]]) -> str | N
         _add_state(timeline, exited, exited_at, next_state=None)
     for state in open_states.values():  # still running (or the execution failed inside it)
         _add_state(timeline, state, None, next_state=None, running=timeline.execution_status == "RUNNING")
-    return terminal
+    return terminal or last_exited
 
 
 def _add_state(timeline: Timeline, state: _OpenState, exited: datetime | None, *, next_state: str | None,

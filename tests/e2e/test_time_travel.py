@@ -31,27 +31,28 @@ def test_an_orders_history_and_its_past_states(rt: Runtime) -> None:
     order_id = placed.json()["orderId"]
     rt.settle()
     now = order(rt, "alice", order_id)
-    assert now["status"] == "CONFIRMED" and now["version"] == 3
+    assert now["status"] == "CONFIRMED" and now["version"] == 2
 
     status, body = get(rt, f"/orders/{order_id}/history", customer("alice"))
-    assert status == 200 and body["version"] == 3 and body["nextAfter"] is None
+    assert status == 200 and body["version"] == 2 and body["nextAfter"] is None
     events = body["events"]
+    # The confirmation (the saga's pivot) records the prices: OrderConfirmed v2 carries the priced lines.
     assert [(e["type"], e["sequence"], e["dataversion"]) for e in events] == [
-        ("OrderPlaced", "0000000001", "2"), ("OrderPriced", "0000000002", "1"), ("OrderConfirmed", "0000000003", "1"),
+        ("OrderPlaced", "0000000001", "2"), ("OrderConfirmed", "0000000002", "2"),
     ]
     assert events[0]["data"]["contact_email"] == "alice@example.com" and events[0]["correlationid"] == order_id
 
     # The state at each version, and at the time of each event, is what GET /orders/{id} said then.
-    assert get(rt, f"/orders/{order_id}/history", customer("alice"), version="3") == (200, now)
+    assert get(rt, f"/orders/{order_id}/history", customer("alice"), version="2") == (200, now)
     status, first = get(rt, f"/orders/{order_id}/history", customer("alice"), version="1")
     assert status == 200 and (first["status"], first["total"], first["version"]) == ("PENDING", None, 1)
-    status, priced = get(rt, f"/orders/{order_id}/history", customer("alice"), asOf=events[1]["time"])
-    assert status == 200 and (priced["status"], priced["total"], priced["version"]) == ("PENDING", "25.00", 2)
+    status, confirmed = get(rt, f"/orders/{order_id}/history", customer("alice"), asOf=events[1]["time"])
+    assert status == 200 and (confirmed["status"], confirmed["total"], confirmed["version"]) == ("CONFIRMED", "25.00", 2)
 
     before = (datetime.fromisoformat(events[0]["time"]) - timedelta(microseconds=1)).isoformat()
     status, body = get(rt, f"/orders/{order_id}/history", customer("alice"), asOf=before)
     assert status == 404 and "did not exist yet" in body["message"]
-    assert get(rt, f"/orders/{order_id}/history", customer("alice"), version="4")[0] == 404
+    assert get(rt, f"/orders/{order_id}/history", customer("alice"), version="3")[0] == 404
     status, body = get(rt, f"/orders/{order_id}/history", customer("alice"), asOf="tuesday")
     assert status == 400 and "RFC 3339" in body["message"]
     assert get(rt, f"/orders/{order_id}/history", customer("alice"), asOf=before, version="1")[0] == 400
@@ -95,7 +96,7 @@ def test_an_order_placed_event_stored_in_its_first_shape_is_upcast_everywhere_it
     rt.settle()
 
     view = order(rt, "dora", order_id)
-    assert (view["status"], view["total"], view["version"]) == ("CONFIRMED", "12.50", 3)  # the saga ran on it
+    assert (view["status"], view["total"], view["version"]) == ("CONFIRMED", "12.50", 2)  # the saga ran on it
     status, body = get(rt, f"/orders/{order_id}/history", customer("dora"))
     assert status == 200
     placed = body["events"][0]

@@ -1,5 +1,6 @@
 """Issue 3 in the template: the order saga (both workflows), the event inboxes and their DLQs, notifications with
-SES, the participants' least-privilege grants, and the alarms.
+SES, the participants' least-privilege grants, and the alarms. Issue 6: the saga's happy path is three states
+ending at the pivot; capture and commit are choreography (inboxes of the payments and inventory services).
 
 Uses the session's synthesized apps (tests/infra/conftest.py): the default ("standard") and ``workflow=express``.
 """
@@ -53,7 +54,12 @@ def inboxes(stack: OrderflowStack) -> dict[str, tuple[EventInbox, PythonFunction
         "saga": (stack.saga.inbox, stack.saga.starter, ["OrderPlaced"]),
         "notifications": (stack.notifications.inbox, stack.notifications.handler, ["OrderConfirmed", "OrderCancelled"]),
         "projections": (stack.projections.inbox, stack.projections.projector, list(ORDER_EVENTS)),
+        "capture": (stack.payments.capture_inbox, stack.payments.capturer, ["OrderConfirmed"]),
+        "commit": (stack.inventory.commit_inbox, stack.inventory.committer, ["OrderConfirmed"]),
     }
+
+
+INBOXES = ["saga", "notifications", "projections", "capture", "commit"]
 
 
 @pytest.fixture(scope="module", params=["standard", "express"])
@@ -98,6 +104,69 @@ def test_every_placeholder_of_the_definition_is_substituted() -> None:
         if state["Type"] == "Task":
             assert state["Resource"] == "arn:aws:states:::lambda:invoke", name
             assert re.fullmatch(r"\$\{\w+\}", state["Parameters"]["FunctionName"]), name
+
+
+def happy_path(definition: dict[str, Any]) -> list[str]:
+    """The states an execution enters when every task succeeds: StartAt, then each Next, up to the End."""
+    names, name = [], definition["StartAt"]
+    while True:
+        names.append(name)
+        state = definition["States"][name]
+        if state.get("End") or state["Type"] in ("Succeed", "Fail"):
+            return names
+        name = state["Next"]
+
+
+def test_the_happy_path_is_three_state_transitions_ending_at_the_pivot() -> None:
+    # Standard bills every state entered: reserve, authorize, confirm; nothing after the pivot in the workflow.
+    assert happy_path(DEFINITION) == ["ReserveInventory", "AuthorizePayment", "ConfirmOrder"]
+    confirm = DEFINITION["States"]["ConfirmOrder"]
+    assert confirm["End"] is True and confirm["Parameters"]["Payload"] == {
+        "action": "confirm", "orderId.$": "$.orderId", "lines.$": "$.reservation.lines",
+        "total.$": "$.reservation.total"}
+    assert DEFINITION["States"]["AuthorizePayment"]["Parameters"]["Payload"]["amount.$"] == "$.reservation.total"
+    actions = {state["Parameters"]["Payload"]["action"] for state in DEFINITION["States"].values()
+               if state["Type"] == "Task"}
+    assert actions == {"reserve", "authorize", "confirm", "cancel", "void", "release", "flag"}  # no price/capture/commit
+
+
+def test_every_compensation_path_starts_by_cancelling_the_order() -> None:
+    """Void and release run only after a cancel step decided the order (the aggregate excludes confirm-and-cancel);
+    a cancel that finds the order confirmed compensates nothing."""
+    states = DEFINITION["States"]
+    cancels = {"CancelOrder", "CancelUnpaidOrder"}
+    for name in ("ReserveInventory", "AuthorizePayment", "ConfirmOrder"):
+        targets = {catch["Next"] for catch in states[name]["Catch"]}
+        assert targets <= cancels and targets, name
+        assert states[name]["Catch"][-1]["ErrorEquals"] == ["States.ALL"], name
+    assert {c["Next"] for c in states["ReserveInventory"]["Catch"]} == {"CancelUnpaidOrder"}  # nothing was authorized
+    assert states["CancelOrder"]["Next"] == "VoidAuthorization" and states["CancelUnpaidOrder"]["Next"] == "ReleaseInventory"
+    assert states["VoidAuthorization"]["Next"] == "ReleaseInventory" and states["ReleaseInventory"]["End"] is True
+    for cancel in cancels:
+        first, rest = states[cancel]["Catch"][0], states[cancel]["Catch"][1:]
+        assert first == {"ErrorEquals": ["AlreadyConfirmed"], "ResultPath": "$.failure", "Next": "ConfirmedAfterAll"}
+        assert rest == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": "FlagNeedsAttention"}]
+    assert states["ConfirmedAfterAll"]["Type"] == "Succeed"
+    referrers = {name for name, state in states.items() if state.get("Next") in ("VoidAuthorization", "ReleaseInventory")}
+    assert referrers == {"CancelOrder", "CancelUnpaidOrder", "VoidAuthorization"}
+    assert states["FlagNeedsAttention"]["Next"] == "SagaNeedsAttention" and states["SagaNeedsAttention"]["Type"] == "Fail"
+
+
+def test_every_task_has_a_timeout_jittered_retries_and_typed_catches() -> None:
+    for name, state in DEFINITION["States"].items():
+        if state["Type"] != "Task":
+            continue
+        assert state["TimeoutSeconds"] == 30, name
+        retried = [retry for retry in state["Retry"] if retry.get("MaxAttempts", 3) > 0]
+        assert retried and all(retry["JitterStrategy"] == "FULL" for retry in retried), name
+        assert "States.ALL" not in state["Retry"][0]["ErrorEquals"] or name in COMPENSATIONS, name
+        assert state["Catch"], name
+    for name in COMPENSATIONS:  # errors that can never succeed are not retried
+        assert DEFINITION["States"][name]["Retry"][0]["MaxAttempts"] == 0
+        assert {"InvalidRequest", "InvalidTransition", "AlreadyConfirmed"} <= set(DEFINITION["States"][name]["Retry"][0]["ErrorEquals"])
+
+
+COMPENSATIONS = ("CancelOrder", "CancelUnpaidOrder", "VoidAuthorization", "ReleaseInventory", "FlagNeedsAttention")
 
 
 def test_saga_functions_time_out_before_their_tasks(stack: OrderflowStack, resources: Resources) -> None:
@@ -159,7 +228,7 @@ def test_only_the_starter_may_start_executions(stack: OrderflowStack, resources:
 # ---------------------------------------------------------------------------------------------- rules and inboxes
 
 
-@pytest.mark.parametrize("name", ["saga", "notifications", "projections"])
+@pytest.mark.parametrize("name", INBOXES)
 def test_rule_matches_order_events_and_targets_the_inbox_with_a_dlq(
     stack: OrderflowStack, resources: Resources, name: str
 ) -> None:
@@ -176,11 +245,11 @@ def test_rule_matches_order_events_and_targets_the_inbox_with_a_dlq(
     }
 
 
-def test_only_two_rules(stack: OrderflowStack, resources: Resources) -> None:
+def test_the_only_rules_are_the_inboxes(stack: OrderflowStack, resources: Resources) -> None:
     assert set(of_type(resources, "AWS::Events::Rule")) == {lid(i.rule) for i, _, _ in inboxes(stack).values()}
 
 
-@pytest.mark.parametrize("name", ["saga", "notifications", "projections"])
+@pytest.mark.parametrize("name", INBOXES)
 def test_inbox_queue_redrives_to_its_dlq(stack: OrderflowStack, resources: Resources, name: str) -> None:
     inbox, consumer, _ = inboxes(stack)[name]
     timeout = resources[lid(consumer.function)]["Properties"]["Timeout"]
@@ -196,7 +265,7 @@ def test_inbox_queue_redrives_to_its_dlq(stack: OrderflowStack, resources: Resou
     }
 
 
-@pytest.mark.parametrize("name", ["saga", "notifications", "projections"])
+@pytest.mark.parametrize("name", INBOXES)
 def test_only_the_rule_may_send_to_the_inbox_and_its_dlq(
     stack: OrderflowStack, template: Template, name: str
 ) -> None:
@@ -223,7 +292,7 @@ def test_only_the_rule_may_send_to_the_inbox_and_its_dlq(
 
 def test_every_queue_is_encrypted_and_tls_only(resources: Resources) -> None:
     queues = of_type(resources, "AWS::SQS::Queue")
-    assert len(queues) == 8  # the relay's and the snapshotters' on-failure queues, three inboxes and their DLQs
+    assert len(queues) == 12  # the relay's and the snapshotters' on-failure queues, five inboxes and their DLQs
     tls_only = set()
     for policy in of_type(resources, "AWS::SQS::QueuePolicy").values():
         props = policy["Properties"]
@@ -320,6 +389,12 @@ def expected_grants(stack: OrderflowStack) -> dict[PythonFunction, set[tuple[str
         payments.api: allow(EVENT_STORE, get_att(payments.table, "Arn"))
         | allow(IDEMPOTENCY, get_att(orders.idempotency_table, "Arn")),
         payments.saga: allow(EVENT_STORE, get_att(payments.table, "Arn")),
+        # After the pivot, by choreography: each consumer reads its own service's table and its own inbox.
+        payments.capturer: allow(EVENT_STORE, get_att(payments.table, "Arn"))
+        | allow(SQS_CONSUME, get_att(payments.capture_inbox.queue, "Arn")),
+        inventory.committer: allow(("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
+                                   get_att(inventory.table, "Arn"))
+        | allow(SQS_CONSUME, get_att(inventory.commit_inbox.queue, "Arn")),
         orders.saga: allow(EVENT_STORE, get_att(orders.table, "Arn")),
         saga.starter: allow(("states:StartExecution",), ref(saga.state_machine))
         | allow(SQS_CONSUME, get_att(saga.inbox.queue, "Arn")),
@@ -330,8 +405,8 @@ def expected_grants(stack: OrderflowStack) -> dict[PythonFunction, set[tuple[str
 
 
 @pytest.mark.parametrize(
-    "function", ["inventory.api", "inventory.saga", "payments.api", "payments.saga", "orders.saga", "saga.starter",
-                 "notifications.handler"],
+    "function", ["inventory.api", "inventory.saga", "inventory.committer", "payments.api", "payments.saga",
+                 "payments.capturer", "orders.saga", "saga.starter", "notifications.handler"],
 )
 def test_each_function_may_only_use_its_own_resources(
     stack: OrderflowStack, resources: Resources, function: str
@@ -348,8 +423,8 @@ def test_no_function_reaches_another_services_table(stack: OrderflowStack, resou
     }
     owners = {
         "orders": [stack.orders.api, stack.orders.saga, stack.snapshots.orders],
-        "inventory": [stack.inventory.api, stack.inventory.saga],
-        "payments": [stack.payments.api, stack.payments.saga, stack.snapshots.payments],
+        "inventory": [stack.inventory.api, stack.inventory.saga, stack.inventory.committer],
+        "payments": [stack.payments.api, stack.payments.saga, stack.payments.capturer, stack.snapshots.payments],
         "notifications": [stack.notifications.handler],
         "projections": [stack.projections.projector, stack.projections.query],
     }
@@ -406,7 +481,8 @@ def test_alarms_watch_the_saga_and_every_dead_letter_queue(stack: OrderflowStack
         watched.add((props["Namespace"], props["MetricName"], props["Statistic"], key(dimension["Value"])))
     machine = key(ref(stack.saga.state_machine))
     queues = (stack.relay.failure_queue, stack.saga.inbox.dlq, stack.notifications.inbox.dlq,
-              stack.projections.inbox.dlq, stack.snapshots.failure_queue)
+              stack.projections.inbox.dlq, stack.snapshots.failure_queue, stack.payments.capture_inbox.dlq,
+              stack.inventory.commit_inbox.dlq)
     assert watched == {
         ("AWS/States", "ExecutionsFailed", "Sum", machine),
         ("AWS/States", "ExecutionsTimedOut", "Sum", machine),

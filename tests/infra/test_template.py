@@ -446,6 +446,8 @@ def test_function_handlers_and_environment(stack: OrderflowStack, resources: Res
             "IDEMPOTENCY_TABLE": ref(stack.orders.idempotency_table),
         }),
         stack.payments.saga: ("payments.saga.handler", {"PAYMENTS_TABLE": ref(stack.payments.table)}),
+        stack.payments.capturer: ("payments.capture_on_confirmed.handler", {"PAYMENTS_TABLE": ref(stack.payments.table)}),
+        stack.inventory.committer: ("inventory.commit_on_confirmed.handler", {"INVENTORY_TABLE": ref(stack.inventory.table)}),
         stack.relay.handler: ("relay.handler.handler", {"EVENT_BUS_NAME": ref(stack.events.bus)}),
         stack.saga.starter: ("orders.starter.handler", {"ORDER_SAGA_ARN": ref(stack.saga.state_machine)}),
         stack.notifications.handler: ("notifications.handler.handler", {
