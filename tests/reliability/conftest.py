@@ -241,10 +241,11 @@ class Shop:
         return found
 
     def purge_queues(self) -> None:
-        """Empty every queue of the template, so what one case left cannot be blamed on the next."""
-        sqs = boto3.client("sqs")
-        for queue in self._queues.values():
-            sqs.purge_queue(QueueUrl=queue.url)
+        """Empty every queue of the template, so what one case left cannot be blamed on the next (received and
+        deleted: SQS allows one PurgeQueue a minute per queue)."""
+        for logical_id, depth in self.queue_depths().items():
+            if depth:
+                self.drain_queue(logical_id)
 
     def drain_queue(self, logical_id_prefix: str) -> list[dict[str, Any]]:
         """Receive and delete every message on the queue; their bodies (JSON when they are)."""
