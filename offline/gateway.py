@@ -5,7 +5,12 @@ A request is matched like API Gateway does (literal path parts before ``{param}`
 authorised, turned into the REST proxy event (v1), sent through moto's Lambda Invoke, and the proxy response
 turned back into HTTP. API Gateway's own answers are reproduced: 403 ``Missing Authentication Token`` for a
 route or method that does not exist, 401 ``Unauthorized`` from the authorizer, 502 ``Internal server error``
-for a function error or a malformed proxy response.
+for a function error or a malformed proxy response, 413 for a request over API Gateway's 10 MB payload quota
+(before routing, a plain-text answer as API Gateway's front door gives) or whose proxy event is over Lambda's 6 MB
+synchronous-invoke payload quota (API Gateway's ``Request Too Long``; the function is not invoked).
+
+A body is passed to the function as API Gateway passes it: as text (``isBase64Encoded`` false; bytes that are not
+UTF-8 become U+FFFD), unless its Content-Type is one of the RestApi's ``BinaryMediaTypes``, then base64-encoded.
 
 The local authorizer stands in for Cognito on every ``COGNITO_USER_POOLS`` method: ``Bearer dev:<id>`` gives
 the claims ``{"sub": "<id>", "email": "<id>@example.com"}``, ``Bearer dev:<name>:admin`` adds
@@ -34,6 +39,9 @@ log = logging.getLogger("offline.gateway")
 _DEV_TOKEN = re.compile(r"Bearer dev:([A-Za-z0-9._-]{1,64})(:admin)?")
 _FUNCTION_IN_URI = re.compile(r"/functions/(arn:[^/]+)/invocations")
 _PROXY_KEYS = {"statusCode", "headers", "multiValueHeaders", "body", "isBase64Encoded"}
+# API Gateway REST: the request payload quota (not adjustable); Lambda: the synchronous Invoke payload quota.
+MAX_REQUEST_BYTES = 10 * 1024 * 1024
+MAX_INVOKE_PAYLOAD_BYTES = 6 * 1024 * 1024
 
 
 class Headers(dict[str, str]):
@@ -130,8 +138,10 @@ class Gateway:
     """One REST API: ``request()`` calls the router directly; ``wsgi_app()`` serves it over HTTP."""
 
     def __init__(self, *, name: str, api_id: str, stage: str, routes: list[Route], lambdas: InProcessLambdas,
-                 account_id: str, region: str) -> None:
+                 account_id: str, region: str, binary_media_types: Iterable[str] = ()) -> None:
         self.name = name
+        # CloudFormation escapes the slash of a media type as "~1" (image~1png); both forms are accepted.
+        self.binary_media_types = tuple(str(item).replace("~1", "/").lower() for item in binary_media_types)
         self.api_id = api_id
         self.stage = stage
         self.routes = routes
@@ -168,6 +178,9 @@ class Gateway:
         query_pairs = parse_qsl(query_string, keep_blank_values=True)
         for key, value in (query or {}).items():
             query_pairs.extend((key, str(item)) for item in (value if isinstance(value, (list, tuple)) else [value]))
+        if _payload_size(body) > MAX_REQUEST_BYTES:
+            return _make_response(413, [("Content-Type", "text; charset=utf-8")],
+                                  f"HTTP content length exceeded {MAX_REQUEST_BYTES} bytes.".encode(), request_id)
         text, is_base64 = self._body(body, header_pairs)
 
         found = self._match(method, raw_path)
@@ -193,8 +206,13 @@ class Gateway:
             return _error(500, "Internal server error", "InternalServerErrorException", request_id)
         event = self._event(method, raw_path, route, params, header_pairs, query_pairs, text, is_base64, claims,
                             request_id, source_ip)
+        payload = json.dumps(event)
+        # Lambda counts the UTF-8 bytes of the event; \uXXXX escapes are never shorter than those bytes.
+        if len(payload) > MAX_INVOKE_PAYLOAD_BYTES and len(
+                json.dumps(event, ensure_ascii=False).encode("utf-8", "surrogatepass")) > MAX_INVOKE_PAYLOAD_BYTES:
+            return _error(413, "Request Too Long", "BadRequestException", request_id)
         try:
-            result = self.lambdas.invoke(function_arn, event)
+            result = self.lambdas.invoke(function_arn, payload)
         except Exception:
             log.exception("%s %s: invoking %s failed", method, route.resource_path, function_arn)
             return _error(500, "Internal server error", "InternalServerErrorException", request_id)
@@ -227,20 +245,27 @@ class Gateway:
         match = _FUNCTION_IN_URI.search(str(integration.get("Uri", "")))
         return match.group(1) if match else None
 
-    @staticmethod
-    def _body(body: Any, header_pairs: list[tuple[str, str]]) -> tuple[str | None, bool]:
+    def _body(self, body: Any, header_pairs: list[tuple[str, str]]) -> tuple[str | None, bool]:
         if body is None:
             return None, False
         if isinstance(body, (dict, list)):
             if _header(header_pairs, "Content-Type") is None:
                 header_pairs.append(("Content-Type", "application/json"))
             return json.dumps(body), False
+        if self._is_binary(_header(header_pairs, "Content-Type")):
+            raw = body if isinstance(body, bytes) else str(body).encode("utf-8", "surrogatepass")
+            return base64.b64encode(raw).decode(), True
         if isinstance(body, bytes):
-            try:
-                return body.decode("utf-8"), False
-            except UnicodeDecodeError:
-                return base64.b64encode(body).decode(), True
+            return body.decode("utf-8", errors="replace"), False
         return str(body), False
+
+    def _is_binary(self, content_type: str | None) -> bool:
+        """Whether API Gateway would base64-encode a request body of this Content-Type (its binaryMediaTypes)."""
+        if not self.binary_media_types or content_type is None:
+            return False
+        media_type = content_type.split(";", 1)[0].strip().lower()
+        return any(pattern in ("*/*", media_type) or (pattern.endswith("/*") and media_type.startswith(pattern[:-1]))
+                   for pattern in self.binary_media_types)
 
     def _event(self, method: str, path: str, route: Route, params: dict[str, str], header_pairs: list[tuple[str, str]],
                query_pairs: list[tuple[str, str]], body: str | None, is_base64: bool, claims: dict[str, str] | None,
@@ -325,6 +350,16 @@ def _header(pairs: Iterable[tuple[str, str]], name: str) -> str | None:
         if key.lower() == lowered:
             found = value
     return found
+
+
+def _payload_size(body: Any) -> int:
+    if body is None:
+        return 0
+    if isinstance(body, bytes):
+        return len(body)
+    if isinstance(body, (dict, list)):
+        return len(json.dumps(body))
+    return len(str(body).encode("utf-8", "surrogatepass"))
 
 
 def _dev_claims(value: str | None) -> dict[str, str] | None:
@@ -466,5 +501,6 @@ def build_gateways(
     for api_id, (lid, props) in apis.items():
         gateways[lid] = Gateway(name=str(props.get("Name") or lid), api_id=str(api_id),
                                 stage=stages.get(api_id, "prod"), routes=routes.get(api_id, []), lambdas=lambdas,
-                                account_id=account_id, region=region)
+                                account_id=account_id, region=region,
+                                binary_media_types=props.get("BinaryMediaTypes") or ())
     return gateways

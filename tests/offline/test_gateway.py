@@ -58,7 +58,8 @@ def api(run: Any, code: Any) -> Any:
     rt = run(template(
         Echo=function("h_api.echo"), Crash=function("h_api.crash"), Malformed=function("h_api.malformed"),
         Binary=function("h_api.binary"),
-        Api={"Type": "AWS::ApiGateway::RestApi", "Properties": {"Name": "test-api"}},
+        Api={"Type": "AWS::ApiGateway::RestApi", "Properties": {"Name": "test-api",
+                                                               "BinaryMediaTypes": ["application~1octet-stream"]}},
         Users={"Type": "AWS::Cognito::UserPool", "Properties": {}},
         Authorizer={"Type": "AWS::ApiGateway::Authorizer", "Properties": {
             "Type": "COGNITO_USER_POOLS", "RestApiId": {"Ref": "Api"},
@@ -118,7 +119,11 @@ def test_bodies_go_through_as_api_gateway_sends_them(api: Any) -> None:
     assert json.loads(event["body"]) == {"items": []} and event["headers"]["Content-Type"] == "application/json"
     assert event["requestContext"]["authorizer"]["claims"] == {"sub": "ops", "email": "ops@example.com",
                                                               "cognito:groups": "admins"}
+    # Text unless the Content-Type is one of the API's binary media types: bytes that are not UTF-8 are replaced.
     event = api.request("POST", "/orders", headers=admin, body=b"\xff\x00").json()
+    assert (event["body"], event["isBase64Encoded"]) == ("\ufffd\x00", False)
+    binary = {**admin, "Content-Type": "application/octet-stream"}
+    event = api.request("POST", "/orders", headers=binary, body=b"\xff\x00").json()
     assert event["isBase64Encoded"] and base64.b64decode(event["body"]) == b"\xff\x00"
     response = api.request("GET", "/png")
     assert (response.status, response.raw, response.headers["Content-Type"]) == (201, b"\x89PNG", "image/png")
@@ -151,3 +156,17 @@ def test_function_errors_and_malformed_responses_are_502(api: Any) -> None:
 def test_mock_integrations_answer_from_the_template(api: Any) -> None:
     response = api.request("OPTIONS", "/orders")
     assert response.status == 204 and response.headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_payloads_over_api_gateways_and_lambdas_quotas_are_413(api: Any) -> None:
+    admin = {"Authorization": "Bearer dev:ops:admin", "Content-Type": "application/json"}
+    # Over Lambda's 6 MB invoke payload: API Gateway's "Request Too Long", the function is not invoked.
+    response = api.request("POST", "/orders", headers=admin, body=b"x" * (6 * 1024 * 1024))
+    assert response.status == 413 and response.json() == {"message": "Request Too Long"}
+    # Over API Gateway's own 10 MB: refused at the front door, before routing or the authorizer.
+    for path in ("/orders", "/nope"):
+        response = api.request("POST", path, body=b"x" * (10 * 1024 * 1024 + 1))
+        assert response.status == 413 and response.body == "HTTP content length exceeded 10485760 bytes."
+    # Under both: the function gets it (the echo answers with the event, which holds the body).
+    event = api.request("POST", "/orders", headers=admin, body=b"y" * (5 * 1024 * 1024)).json()
+    assert len(event["body"]) == 5 * 1024 * 1024
