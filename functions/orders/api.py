@@ -21,7 +21,7 @@ from shared.events import DomainEvent, rfc3339
 from shared.history import BadHistoryQuery, page, parse_history_query
 from shared.http import HttpError, parse_json_body
 from shared.identity import Caller
-from shared.rest import install_error_handlers, json_response, require_caller
+from shared.rest import idempotency_key, install_error_handlers, json_response, require_caller
 from shared.settings import EnvSettings, load_settings
 
 from .commands import PlaceOrder, PlaceOrderRequest
@@ -78,9 +78,7 @@ def health() -> Response:
 def post_order() -> Response:
     caller = require_caller(app)
     event = app.current_event
-    key = event.headers.get("Idempotency-Key")  # Powertools v3 headers are case-insensitive
-    if key is None:
-        raise HttpError(HTTPStatus.BAD_REQUEST, "the Idempotency-Key header is required (1-128 visible ASCII characters)")
+    key = idempotency_key(app)
     body = parse_json_body(event.decoded_body, event.headers.get("Content-Type"), PlaceOrderRequest)
     try:
         command = PlaceOrder(

@@ -29,7 +29,7 @@ from shared.event_store import DynamoDBEventStore
 from shared.events import EventEnvelope
 from shared.history import BadHistoryQuery, page, parse_history_query
 from shared.http import HttpError, parse_json_body
-from shared.rest import install_error_handlers, json_response, require_admin, require_caller
+from shared.rest import idempotency_key, install_error_handlers, json_response, require_admin, require_caller
 from shared.settings import EnvSettings, load_settings
 
 from .commands import DepositFunds, DepositRequest
@@ -93,9 +93,7 @@ def post_deposit(customer_id: str) -> Response:
     require_admin(app)
     customer_id = _customer_id(customer_id)
     event = app.current_event
-    key = event.headers.get("Idempotency-Key")  # case-insensitive
-    if key is None:
-        raise HttpError(HTTPStatus.BAD_REQUEST, "the Idempotency-Key header is required (1-128 visible ASCII characters)")
+    key = idempotency_key(app)
     body = parse_json_body(event.decoded_body, event.headers.get("Content-Type"), DepositRequest)
     try:
         command = DepositFunds(customer_id=customer_id, idempotency_key=key, amount=body.amount)

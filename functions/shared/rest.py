@@ -39,6 +39,25 @@ def require_admin(app: APIGatewayRestResolver, refusal: str = "only admins may d
     return caller
 
 
+IDEMPOTENCY_KEY = "Idempotency-Key"
+
+
+def idempotency_key(app: APIGatewayRestResolver) -> str:
+    """The request's Idempotency-Key header as sent (its form is the command model's to check), or 400 when it is
+    missing or sent more than once with different values: which one would the request mean?"""
+    event = app.current_event
+    wanted = IDEMPOTENCY_KEY.lower()
+    # The raw event: Powertools' case-insensitive view keeps one of "Idempotency-Key" and "idempotency-key".
+    values = {value for name, values in (event.raw_event.get("multiValueHeaders") or {}).items()
+              if name.lower() == wanted for value in values or ()}
+    if len(values) > 1:
+        raise HttpError(HTTPStatus.BAD_REQUEST, f"give one {IDEMPOTENCY_KEY} header, not {len(values)} different ones")
+    key = event.headers.get(IDEMPOTENCY_KEY)  # Powertools v3 headers are case-insensitive
+    if key is None:
+        raise HttpError(HTTPStatus.BAD_REQUEST, f"the {IDEMPOTENCY_KEY} header is required (1-128 visible ASCII characters)")
+    return key
+
+
 def install_error_handlers(
     app: APIGatewayRestResolver,
     logger: Logger,
