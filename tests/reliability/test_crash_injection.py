@@ -116,12 +116,13 @@ def all_cases(invocations: list[Record]) -> list[Case]:
 
 
 def quick_cases(invocations: list[Record]) -> list[Case]:
-    """The writes of the first invocation of each shape (its operations) of each function, in both modes."""
+    """The writes of the first invocation of each shape (the writes it makes) of each function, in both modes."""
     shapes: set[tuple[str, tuple[str, ...]]] = set()
     firsts: set[tuple[str, int]] = set()
     counts: dict[str, int] = {}
     for invocation in invocations:
-        shape = (invocation.function_name, tuple(call.operation for call in invocation.calls))
+        shape = (invocation.function_name,
+                 tuple(call.operation for call in invocation.calls if not call.operation.startswith(READS)))
         for _ in invocation.calls:
             k = counts[invocation.function_name] = counts.get(invocation.function_name, 0) + 1
             if shape not in shapes:
