@@ -10,13 +10,13 @@ from constructs import Construct
 
 from stacks.event_inbox import EventInbox
 from stacks.lambda_defaults import PythonFunction
-from stacks.tables import data_table
+from stacks.tables import IDEMPOTENCY_ACTIONS, data_table
 
 ORDERS_SOURCE = "orderflow.orders"
 NOTIFIED_EVENTS = ("OrderConfirmed", "OrderCancelled")
-# What functions/notifications/handler.py calls: a conditional put claims an event id, an update records
-# what was sent. Nothing reads, deletes or scans.
-TABLE_ACTIONS = ("dynamodb:PutItem", "dynamodb:UpdateItem")
+# What functions/notifications/handler.py calls: a put records what was sent (exactly once per event id is
+# Powertools idempotency's job, on the system's idempotency table). Nothing reads, deletes or scans.
+TABLE_ACTIONS = ("dynamodb:PutItem",)
 
 
 class Notifications(Construct):
@@ -24,9 +24,17 @@ class Notifications(Construct):
     sent from), ``Handler`` (the function), ``Inbox`` (rule -> queue with DLQ -> ``Handler``).
     """
 
-    def __init__(self, scope: Construct, id: str, *, bus: events.IEventBus, sender_email: str) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        bus: events.IEventBus,
+        sender_email: str,
+        idempotency_table: dynamodb.ITable,
+    ) -> None:
         super().__init__(scope, id)
-        # Claims and sent records, keyed by event id; nothing reads its changes, so no stream.
+        # What was sent, keyed by event id; nothing reads its changes, so no stream.
         self.table = data_table(
             self,
             "Table",
@@ -46,10 +54,12 @@ class Notifications(Construct):
             timeout=Duration.seconds(30),
             environment={
                 "NOTIFICATIONS_TABLE": self.table.table_name,
+                "IDEMPOTENCY_TABLE": idempotency_table.table_name,
                 "SENDER_EMAIL": self.sender.email_identity_name,
             },
         )
         self.table.grant(self.handler.function, *TABLE_ACTIONS)
+        idempotency_table.grant(self.handler.function, *IDEMPOTENCY_ACTIONS)
         # On this identity only: the function cannot send as anyone else.
         self.sender.grant(self.handler.function, "ses:SendEmail")
 

@@ -64,7 +64,13 @@ class OrderflowStack(Stack):
                 "OrdersSagaFunction": self.orders.saga.function,
             },
         )
-        self.notifications = Notifications(self, "Notifications", bus=self.events.bus, sender_email=sender_email)
+        self.notifications = Notifications(
+            self,
+            "Notifications",
+            bus=self.events.bus,
+            sender_email=sender_email,
+            idempotency_table=self.orders.idempotency_table,
+        )
 
         self.api = Api(self, "Api")
         self.api.add_routes(OrdersService.routes, self.orders.api.function)

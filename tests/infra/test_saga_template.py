@@ -398,7 +398,8 @@ def expected_grants(stack: OrderflowStack) -> dict[PythonFunction, set[tuple[str
         orders.saga: allow(EVENT_STORE, get_att(orders.table, "Arn")),
         saga.starter: allow(("states:StartExecution",), ref(saga.state_machine))
         | allow(SQS_CONSUME, get_att(saga.inbox.queue, "Arn")),
-        notifications.handler: allow(("dynamodb:PutItem", "dynamodb:UpdateItem"), get_att(notifications.table, "Arn"))
+        notifications.handler: allow(("dynamodb:PutItem",), get_att(notifications.table, "Arn"))
+        | allow(IDEMPOTENCY, get_att(orders.idempotency_table, "Arn"))
         | allow(("ses:SendEmail",), identity_arn(stack))
         | allow(SQS_CONSUME, get_att(notifications.inbox.queue, "Arn")),
     }

@@ -452,6 +452,7 @@ def test_function_handlers_and_environment(stack: OrderflowStack, resources: Res
         stack.saga.starter: ("orders.starter.handler", {"ORDER_SAGA_ARN": ref(stack.saga.state_machine)}),
         stack.notifications.handler: ("notifications.handler.handler", {
             "NOTIFICATIONS_TABLE": ref(stack.notifications.table),
+            "IDEMPOTENCY_TABLE": ref(stack.orders.idempotency_table),  # Powertools idempotency, per event id
             "SENDER_EMAIL": ref(stack.notifications.sender),
         }),
         stack.projections.projector: ("projections.projector.handler", {"PROJECTIONS_TABLE": ref(stack.projections.table)}),
