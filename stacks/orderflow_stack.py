@@ -9,6 +9,7 @@ from constructs import Construct
 
 from stacks.alarms import Alarms
 from stacks.api import Api
+from stacks.dashboard import OrderFlowDashboard
 from stacks.event_bus import EventBus
 from stacks.inventory_service import InventoryService
 from stacks.notifications import Notifications
@@ -53,16 +54,17 @@ class OrderflowStack(Stack):
         self.relay.add_source("Payments", self.payments.table)
         self.snapshots = Snapshots(self, "Snapshots", orders_table=self.orders.table, payments_table=self.payments.table)
 
+        saga_tasks = {
+            "InventorySagaFunction": self.inventory.saga.function,
+            "PaymentsSagaFunction": self.payments.saga.function,
+            "OrdersSagaFunction": self.orders.saga.function,
+        }
         self.saga = OrderSaga(
             self,
             "OrderSaga",
             workflow=workflow,
             bus=self.events.bus,
-            participants={
-                "InventorySagaFunction": self.inventory.saga.function,
-                "PaymentsSagaFunction": self.payments.saga.function,
-                "OrdersSagaFunction": self.orders.saga.function,
-            },
+            participants=saga_tasks,
         )
         self.notifications = Notifications(
             self,
@@ -77,8 +79,11 @@ class OrderflowStack(Stack):
         self.api.add_routes(InventoryService.routes, self.inventory.api.function)
         self.api.add_routes(PaymentsService.routes, self.payments.api.function)
 
+        # The saga, the compensations and the failure queues' runbook lines are given here; every other queue that
+        # holds failures, every function, stream consumer and API is found by Alarms itself (stacks/alarms.py).
         self.alarms = Alarms(self, "Alarms")
-        self.alarms.add_state_machine("OrderSaga", self.saga.state_machine)
+        self.alarms.add_state_machine("OrderSaga", self.saga.state_machine, tasks=saga_tasks.values())
+        self.alarms.add_compensation_failures(service="orders")
         self.alarms.add_queue_not_empty(
             "RelayFailures", self.relay.failure_queue, "The outbox relay gave up on a batch of stream records"
         )
@@ -97,6 +102,9 @@ class OrderflowStack(Stack):
         self.projections = Projections(self, "Projections", bus=self.events.bus, api=self.api, alarms=self.alarms)
         self.alarms.add_queue_not_empty(
             "SnapshotterFailures", self.snapshots.failure_queue, "The snapshotter gave up on a batch of stream records"
+        )
+        self.dashboard = OrderFlowDashboard(
+            self, "Dashboard", state_machine=self.saga.state_machine, relay=self.relay.handler.function, alarms=self.alarms
         )
 
         CfnOutput(self, "ApiUrl", value=self.api.url)

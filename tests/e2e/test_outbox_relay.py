@@ -135,3 +135,42 @@ def test_unique_event_ids(rt: Runtime, spy: BusSpy) -> None:
     rt.settle()
     ids = [e["detail"]["id"] for e in spy.drain(only="OrderPlaced")]
     assert len(ids) == 5 == len(set(ids)) and all(uuid.UUID(i) for i in ids)
+
+
+# What Lambda puts in _X_AMZN_TRACE_ID for an invocation (the AWS X-Ray developer guide's example header).
+TRACE = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+
+
+class PutEventsEntries:
+    """Observes the relay's PutEvents calls: every entry it sent, as sent."""
+
+    def __init__(self) -> None:
+        self.entries: list[dict[str, Any]] = []
+
+    def before_aws_call(self, invocation: Any, service: str, operation: str, params: dict[str, Any]) -> None:
+        if invocation.handler == "relay.handler.handler" and (service, operation) == ("events", "PutEvents"):
+            self.entries += json.loads(params["body"])["Entries"]  # the request as it goes on the wire
+
+
+def test_each_entry_carries_the_relays_trace_header_and_each_event_its_order_id(
+    rt: Runtime, spy: BusSpy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Offline, no one sets the variable per invocation as Lambda does: set for the whole run, it stands for it.
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", TRACE)
+    sent = rt.observe(PutEventsEntries())
+    ids = [place(rt, n) for n in range(3)]
+    rt.settle()
+    placed = [e for e in sent.entries if e["DetailType"] == "OrderPlaced"]
+    assert sorted(json.loads(e["Detail"])["subject"] for e in placed) == sorted(ids)
+    assert sent.entries and {e.get("TraceHeader") for e in sent.entries} == {TRACE}  # every entry, every type
+    delivered = spy.drain(only="OrderPlaced")
+    assert sorted((e["detail"]["subject"], e["detail"]["correlationid"]) for e in delivered) == sorted((i, i) for i in ids)
+
+
+def test_without_a_trace_context_entries_carry_no_trace_header(rt: Runtime, spy: BusSpy, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("_X_AMZN_TRACE_ID", raising=False)
+    sent = rt.observe(PutEventsEntries())
+    order_id = place(rt, 1)
+    rt.settle()
+    assert sent.entries and all("TraceHeader" not in e for e in sent.entries)
+    assert [e["detail"]["subject"] for e in spy.drain(only="OrderPlaced")] == [order_id]

@@ -74,7 +74,7 @@ def test_a_message_in_the_projector_dlq_raises_the_alarm(stack: OrderflowStack, 
     queue_name = key(get_att(stack.projections.inbox.dlq, "QueueName"))
     watching = [
         alarm for alarm in of_type(resources, "AWS::CloudWatch::Alarm").values()
-        if key(alarm["Properties"]["Dimensions"][0]["Value"]) == queue_name
+        if key(alarm["Properties"].get("Dimensions", [{"Value": None}])[0]["Value"]) == queue_name
     ]
     assert len(watching) == 1
     assert watching[0]["Properties"]["AlarmActions"] == [ref(stack.alarms.topic)]
