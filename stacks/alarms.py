@@ -151,7 +151,7 @@ def discover(scope: Construct) -> Operated:
             read.add(_key(stack, c.event_source_arn))
             if c.starting_position is not None and consumer is not None and consumer not in found.stream_consumers:
                 found.stream_consumers.append(consumer)  # a stream (DynamoDB, Kinesis): it has an iterator age
-            whose = f"the on-failure destination of {readable(consumer) if consumer else readable(c)}'s stream mapping"
+            whose = f"the on-failure destination of {readable(consumer) if consumer else readable(c)}'s event source mapping"
             references = [(arn, whose, _RUNBOOK_ON_FAILURE) for arn in _dead_letter_arns(stack.resolve(c.destination_config))]
         elif isinstance(c, sqs.CfnQueue):
             source = f"the dead-letter queue of {readable(c)}"

@@ -204,7 +204,7 @@ def test_what_is_added_after_the_alarms_is_alarmed_too() -> None:
     [named] = alarms_on(resources, "AWS/SQS", "ApproximateNumberOfMessagesVisible", QueueName=queue(dlq))
     assert named["Properties"]["AlarmDescription"].startswith("A job failed five times. Runbook: read the messages")
     [stream] = alarms_on(resources, "AWS/SQS", "ApproximateNumberOfMessagesVisible", QueueName=queue(on_failure))
-    assert "on-failure destination of Consumer's stream mapping" in stream["Properties"]["AlarmDescription"]
+    assert "on-failure destination of Consumer's event source mapping" in stream["Properties"]["AlarmDescription"]
     for metric in ("Errors", "Throttles", "IteratorAge"):
         assert len(alarms_on(resources, "AWS/Lambda", metric, FunctionName=ref(consumer))) == 1
     assert len(of_type(resources, "AWS::CloudWatch::Alarm")) == 4 + 3
