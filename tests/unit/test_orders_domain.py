@@ -143,3 +143,116 @@ def test_a_failed_compensation_is_visible() -> None:
     order = service.place(place())
     flagged = service.flag_for_attention(order.order_id, "compensation failed: X")
     assert flagged.status is OrderStatus.NEEDS_ATTENTION and order_view(flagged)["reason"] == "compensation failed: X"
+
+
+# --- the saga's pivot: the confirmation records the prices (no step of its own) -------------------------------
+from decimal import Decimal  # noqa: E402
+
+from orders.domain import AlreadyConfirmed, InvalidTransition  # noqa: E402
+from orders.events import CATALOG, OrderConfirmed  # noqa: E402
+from shared.events import wrap  # noqa: E402
+
+TWO_AT_12_50 = [("SKU-1", 2, Decimal("12.50"))]
+
+
+def test_the_pivot_confirms_at_the_reserved_prices_in_one_event() -> None:
+    store = InMemoryEventStore()
+    service = OrderService(store)
+    order = service.place(place())
+    confirmed = service.confirm(order.order_id, TWO_AT_12_50, Decimal("25.00"))
+    again = service.confirm(order.order_id, TWO_AT_12_50, Decimal("25.00"))  # a repeated step decides nothing
+    assert again == confirmed
+    view = order_view(confirmed)
+    assert (view["status"], view["total"], view["version"]) == ("CONFIRMED", "25.00", 2)
+    assert view["items"] == [{"sku": "SKU-1", "quantity": 2, "unitPrice": "12.50"}]
+    placed, event = store.load(order.order_id)
+    assert (event.type, event.dataversion) == ("OrderConfirmed", "2")
+    assert event.data == {"order_id": order.order_id, "customer_id": "c-1", "total": "25.00", "contact_email": None,
+                          "lines": [{"sku": "SKU-1", "quantity": 2, "unit_price": "12.50"}]}
+
+
+@pytest.mark.parametrize(
+    ("priced", "authorized", "problem"),
+    [
+        ([("SKU-1", 3, Decimal("12.50"))], Decimal("37.50"), "do not match"),  # other lines than the order's
+        ([("SKU-9", 2, Decimal("12.50"))], Decimal("25.00"), "do not match"),
+        (TWO_AT_12_50, Decimal("24.99"), "but 24.99 was authorized"),  # the hold is not the total
+    ],
+)
+def test_the_pivot_refuses_prices_that_are_not_the_orders_or_not_what_was_authorized(
+    priced: list[tuple[str, int, Decimal]], authorized: Decimal, problem: str
+) -> None:
+    store = InMemoryEventStore()
+    service = OrderService(store)
+    order = service.place(place())
+    with pytest.raises(InvalidTransition, match=problem):
+        service.confirm(order.order_id, priced, authorized)
+    assert [e.type for e in store.load(order.order_id)] == ["OrderPlaced"]
+
+
+def test_confirm_and_cancel_exclude_each_other_whichever_comes_first() -> None:
+    service = OrderService(InMemoryEventStore())
+    confirmed = service.place(place(key="k-confirmed"))
+    service.confirm(confirmed.order_id, TWO_AT_12_50, Decimal("25.00"))
+    with pytest.raises(AlreadyConfirmed):  # the saga then compensates nothing
+        service.cancel(confirmed.order_id, "TECHNICAL_FAILURE")
+    assert service.load(confirmed.order_id).status is OrderStatus.CONFIRMED  # type: ignore[union-attr]
+
+    cancelled = service.place(place(key="k-cancelled"))
+    service.cancel(cancelled.order_id, "PAYMENT_DECLINED")
+    with pytest.raises(InvalidTransition) as refused:
+        service.confirm(cancelled.order_id, TWO_AT_12_50, Decimal("25.00"))
+    assert not isinstance(refused.value, AlreadyConfirmed)
+    assert service.load(cancelled.order_id).status is OrderStatus.CANCELLED  # type: ignore[union-attr]
+
+
+def test_an_unpriced_order_is_not_confirmed_without_prices() -> None:
+    service = OrderService(InMemoryEventStore())
+    order = service.place(place())
+    with pytest.raises(InvalidTransition, match="has no prices"):
+        service.confirm(order.order_id)
+
+
+def test_executions_of_the_former_definition_price_then_confirm_without_prices() -> None:
+    """Standard executions keep the definition they started with: one started before the deploy still sends
+    RecordPrices, then ConfirmOrder without prices. The v2 confirmation then carries the recorded prices."""
+    store = InMemoryEventStore()
+    service = OrderService(store)
+    order = service.place(place())
+    service.price(order.order_id, TWO_AT_12_50)
+    confirmed = service.confirm(order.order_id)
+    assert (confirmed.status, confirmed.total, confirmed.version) == (OrderStatus.CONFIRMED, Decimal("25.00"), 3)
+    assert store.load(order.order_id)[-1].data["lines"] == [{"sku": "SKU-1", "quantity": 2, "unit_price": "12.50"}]
+    # and a confirmation at other prices than those recorded is refused
+    other = service.place(place(key="k-2"))
+    service.price(other.order_id, TWO_AT_12_50)
+    with pytest.raises(InvalidTransition, match="was priced at 25.00, not 20.00"):
+        service.confirm(other.order_id, [("SKU-1", 2, Decimal("10.00"))])
+
+
+def test_a_stored_v1_confirmation_is_upcast_and_keeps_the_prices_of_its_order_priced() -> None:
+    store = InMemoryEventStore()
+    service = OrderService(store)
+    order = service.place(place())
+    service.price(order.order_id, TWO_AT_12_50)
+    v1 = wrap(OrderConfirmed(order_id=order.order_id, customer_id="c-1", total="25.00"), source="orderflow.orders",
+              subject=order.order_id, version=3)
+    v1 = v1.model_copy(update={"dataversion": "1", "data": {k: v for k, v in v1.data.items() if k != "lines"}})
+    store.append(order.order_id, 2, [v1])
+    assert CATALOG.upcast(v1).data["lines"] is None and CATALOG.upcast(v1).dataversion == "2"
+    loaded = service.load(order.order_id)
+    assert loaded is not None and (loaded.status, loaded.total, loaded.version) == (OrderStatus.CONFIRMED, Decimal("25.00"), 3)
+    assert order_view(loaded)["items"] == [{"sku": "SKU-1", "quantity": 2, "unitPrice": "12.50"}]
+
+
+def test_the_outcome_hook_hears_each_appended_event_once_and_never_a_repeat() -> None:
+    heard: list[str] = []
+    service = OrderService(InMemoryEventStore(), on_appended=lambda events: heard.extend(e.event_type() for e in events))
+    order = service.place(place())
+    for _ in range(2):
+        service.confirm(order.order_id, TWO_AT_12_50, Decimal("25.00"))
+    with pytest.raises(AlreadyConfirmed):
+        service.cancel(order.order_id, "TECHNICAL_FAILURE")
+    for _ in range(2):
+        service.flag_for_attention(order.order_id, "compensation failed: X")
+    assert heard == ["OrderPlaced", "OrderConfirmed", "OrderNeedsAttention"]
