@@ -31,9 +31,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import boto3
 import pytest
+from botocore.exceptions import ClientError
 
-from offline.faults import CallRecorder, FaultInjector, Mode, Record
+from offline.faults import CallRecorder, FaultInjector, Mode, Record, transient_error
 from tests.figures import record
 
 from .conftest import Placed, Shop
@@ -207,6 +209,17 @@ def sweep(shop: Shop, cases: list[Case], subtests: Any) -> None:
 def test_one_fault_at_each_write_of_the_order_path(shop: Shop, baseline: list[Record], mode: Mode,
                                                     subtests: Any) -> None:
     sweep(shop, [case for case in quick_cases(baseline) if case.mode is mode], subtests)
+
+
+def test_an_injected_error_is_the_exception_the_handlers_client_raises() -> None:
+    """A handler that catches ``client.exceptions.X`` (or reads the error code) sees what the SDK would raise."""
+    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    error = transient_error("dynamodb", "TransactWriteItems", "ProvisionedThroughputExceededException")
+    assert isinstance(error, ddb.exceptions.ProvisionedThroughputExceededException)
+    assert error.response["Error"]["Code"] == "ProvisionedThroughputExceededException"
+    assert error.operation_name == "TransactWriteItems"
+    unmodeled = transient_error("events", "PutEvents", "ThrottlingException")
+    assert isinstance(unmodeled, ClientError) and unmodeled.response["Error"]["Code"] == "ThrottlingException"
 
 
 def test_the_quick_sweep_covers_every_function_of_the_order_path(baseline: list[Record]) -> None:
