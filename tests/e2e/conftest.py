@@ -39,16 +39,24 @@ def template() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def express_template() -> dict[str, Any]:
+def express_template(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The Express profile's template (ORDERFLOW_TEMPLATE_EXPRESS), or the app synthesized in-process with
-    ``workflow=express`` (cdk-nag runs on it as on every synth)."""
+    ``workflow=express`` (cdk-nag runs on it as on every synth), into a temporary folder of the session."""
     path = os.environ.get(TEMPLATE_VARIABLES["express"])
     if path:
         return json.loads(Path(path).read_text())
     from app import STACK_NAME, build_app
 
-    app, _ = build_app({"workflow": "express"})
-    return app.synth().get_stack_by_name(STACK_NAME).template  # type: ignore[no-any-return]
+    previous = os.environ.get("CDK_OUTDIR")
+    os.environ["CDK_OUTDIR"] = str(tmp_path_factory.mktemp("express-synth"))  # the App reads it when made
+    try:
+        app, _ = build_app({"workflow": "express"})
+        return app.synth().get_stack_by_name(STACK_NAME).template  # type: ignore[no-any-return]
+    finally:
+        if previous is None:
+            del os.environ["CDK_OUTDIR"]
+        else:
+            os.environ["CDK_OUTDIR"] = previous
 
 
 @pytest.fixture(params=PROFILES)
