@@ -475,7 +475,7 @@ def _quantity(value: float, unit: str) -> str:
         return f"{value * 1024 ** 2:,.1f} KB"
     if unit == "GB-second":
         return f"{value:.4f} GB-s"
-    return f"{value:,.2f} {unit}{'' if unit.endswith('s') or value == 1 else 's'}".replace("requests", "req")
+    return f"{value:,.2f} {unit}"
 
 
 def print_report(report: dict[str, Any], out: Any = sys.stdout) -> None:
@@ -586,13 +586,17 @@ def notes(prices: Mapping[str, Any], xray_sampling: float) -> list[str]:
         "are priced per order; downstream work joins the trace that reached it.",
         "SQS: empty receives of Lambda's pollers are a fixed cost per queue (see fixed monthly), not per order; "
         "Lambda deletes what it processed with one DeleteMessageBatch per batch.",
+        "Batching: the offline pollers read whatever records are there (no MaximumBatchingWindowInSeconds), so "
+        "with one order at a time every stream record and message is its own invocation. On AWS a batching "
+        "window gathers what arrives within it: at 1M orders a month (a few events a second) the relay's 1 s "
+        "window would batch a few records per invocation; --burst N places N orders before settling.",
         "DynamoDB: item sizes per DynamoDB's rules; a failed conditional write is billed as the write; a "
         "cancelled transaction is assumed billed like a committed one on the items as they were; index writes "
         "are billed as standard writes (not doubled inside transactions); streams read by Lambda are free.",
-        "Step Functions: Standard bills every state entered plus every retry (execution history); Express one "
-        "request per execution and its duration (start to stop offline) in 64 MB, per started 100 ms. moto "
-        "absorbs a second StartExecution with the same name and input for Express too, where AWS would run it "
-        "again: duplicated Express starts are under-counted.",
+        "Step Functions: Standard bills every state entered plus every retry (execution history); a second "
+        "StartExecution of a name is refused and not billed. Express bills one request per execution started "
+        "(a duplicate start runs the saga again) and its duration (start to stop, offline) in 64 MB, per "
+        "started 100 ms.",
         "CloudWatch Logs: bytes as written (no per-event overhead), ingestion only (storage at $0.03/GB-month "
         "for the 30-day retention is not included).",
         "Not counted: data transfer out, Cognito (per monthly active user), CloudTrail, KMS requests (SQS and "
