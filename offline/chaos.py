@@ -30,8 +30,8 @@ what they carry and who sent them:
 
 What it did is counted (``duplicates``: deliveries beyond the first; ``reordered``: deliveries that reached a
 function after one that arrived later than them, late ones included; ``disturbed``: duplicates per kind of
-delivery and function). Decisions come from ``random.Random(seed)``;
-which delivery meets which draw depends on thread timing, so a seed names a kind of run, not a replay of one.
+delivery and function). Decisions come from ``random.Random(seed)``; which delivery meets which draw depends on
+thread timing, so a seed names a kind of run, not a replay of one.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ import json
 import random
 import sys
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -53,6 +54,7 @@ STREAM = "stream"
 TASK = "task"
 ASYNC = "async"
 AT_REST = -1  # a late delivery held until nothing else is left to do (every execution has finished)
+IDLE_PAUSE = 0.002  # seconds a pump that found only held deliveries waits (settle() would otherwise spin)
 
 
 @dataclass
@@ -76,12 +78,11 @@ class DeliveryChaos:
         max_late_pumps: int = 2,
         functions: Callable[[str], bool] | None = None,
     ) -> None:
-        """``max_copies``: the most deliveries of one message, batch or step (1 = no duplicates), ``min_copies``
-        the fewest;
-        ``late_probability``: the chance each delivery is held back; ``max_late_pumps``: how long an SQS delivery
-        may be held (keep it below the queues' maxReceiveCount: offline, a failed message is retried at the next
-        pump, not after a visibility timeout, so a message waiting for a held one could otherwise be dead-lettered
-        sooner than it would be on AWS); ``functions``: which function names to disturb (default: all)."""
+        """``max_copies`` / ``min_copies``: the most and the fewest deliveries of one message, batch or step (1: no
+        duplicates); ``late_probability``: the chance each delivery is held back; ``max_late_pumps``: how long an
+        SQS delivery may be held (keep it below the queues' maxReceiveCount: offline, a failed message is retried
+        at the next pump, not after a visibility timeout, so a message waiting for a held one could otherwise be
+        dead-lettered sooner than on AWS); ``functions``: which function names to disturb (default: all)."""
         if not 1 <= min_copies <= max_copies:
             raise ValueError("1 <= min_copies <= max_copies (one delivery: no duplicates)")
         self.seed = seed
@@ -101,7 +102,8 @@ class DeliveryChaos:
         self._late: list[_Late] = []
         self._pumps = 0
         self._rt: Any = None
-        self._run: Callable[[Any, Any], RunResult] | None = None
+        self._run: Callable[[Any, Any], RunResult] | None = None  # the runtime's own run_handler
+        self._pump_original: Callable[[], bool] | None = None  # the runtime's own pump
 
     # ------------------------------------------------------------------ installing
     def install(self, rt: Any) -> DeliveryChaos:
@@ -124,12 +126,13 @@ class DeliveryChaos:
             return
         vars(self._rt.lambdas).pop("run_handler", None)
         vars(self._rt).pop("pump", None)
-        self._rt = self._run = None
+        self._rt = self._run = self._pump_original = None
         with self._lock:
             self._late.clear()
 
     def reset(self, seed: int) -> None:
-        """A fresh plan (forget which deliveries were seen) and fresh counts, staying installed."""
+        """A fresh plan (forget which deliveries were seen) and fresh counts, staying installed. Settle first:
+        deliveries still held back stay held."""
         with self._lock:
             self.seed = seed
             self._random = random.Random(seed)  # noqa: S311
@@ -236,17 +239,20 @@ class DeliveryChaos:
 
     # ------------------------------------------------------------------ late deliveries
     def _pump(self) -> bool:
+        assert self._pump_original is not None
         progressed = self._pump_original()
         with self._lock:
             self._pumps += 1
             at_rest = not progressed and not _executions_running(self._rt)
             due = [item for item in self._late
-                   if (item.due_pump == AT_REST and at_rest) or (item.due_pump != AT_REST and item.due_pump <= self._pumps)]
+                   if (at_rest if item.due_pump == AT_REST else item.due_pump <= self._pumps)]
             for item in due:
                 self._late.remove(item)
             waiting = bool(self._late)
         for item in due:
             self._deliver_late(item)
+        if waiting and not progressed and not due:
+            time.sleep(IDLE_PAUSE)  # only held deliveries are left: let the executions' threads run meanwhile
         return progressed or bool(due) or waiting
 
     def _deliver_late(self, item: _Late) -> None:

@@ -36,7 +36,14 @@ import boto3
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 from moto import mock_aws
 
 from inventory.domain import InventoryError, Line, ReservationStatus
@@ -381,9 +388,10 @@ class Races(RuleBasedStateMachine):
             held = {status: sum(line.quantity for r in reservations.values() if r and r.status is status
                                 for line in r.lines if line.sku == sku)
                     for status in (ReservationStatus.RESERVED, ReservationStatus.COMMITTED)}
-            if (product.reserved, product.sold) != (held[ReservationStatus.RESERVED], held[ReservationStatus.COMMITTED]):
+            holding, sold = held[ReservationStatus.RESERVED], held[ReservationStatus.COMMITTED]
+            if (product.reserved, product.sold) != (holding, sold):
                 problems.append(f"{sku}: reserved/sold {product.reserved}/{product.sold}, the reservations hold "
-                                f"{held[ReservationStatus.RESERVED]} and sold {held[ReservationStatus.COMMITTED]}")
+                                f"{holding} and sold {sold}")
 
     def _money(self, problems: list[str], accounts: dict[str, Any]) -> None:
         for customer, account in accounts.items():
