@@ -28,6 +28,11 @@ from stacks.lambda_defaults import LOG_RETENTION, PythonFunction
 
 DEFINITION_FILE = Path(__file__).resolve().parent.parent / "statemachines" / "order_saga.asl.json"
 WORKFLOW_TYPES = {"standard": sfn.StateMachineType.STANDARD, "express": sfn.StateMachineType.EXPRESS}
+# What the execution log keeps. A Standard execution has its full history in Step Functions (GetExecutionHistory,
+# 90 days), so its log keeps the errors only; an Express execution has no history at all, so its log keeps every
+# event with its data: it is the only record (offline/trace.py reads it). ALL with data is about 10 KB per
+# execution of the happy path, which CloudWatch Logs bills per GB ingested.
+LOG_LEVELS = {"standard": sfn.LogLevel.ERROR, "express": sfn.LogLevel.ALL}
 ORDERS_SOURCE = "orderflow.orders"
 
 
@@ -70,9 +75,22 @@ class OrderSaga(Construct):
             state_machine_type=WORKFLOW_TYPES[workflow],
             definition_body=sfn.DefinitionBody.from_string(DEFINITION_FILE.read_text()),
             definition_substitutions={name: function.function_arn for name, function in participants.items()},
-            logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
+            logs=sfn.LogOptions(destination=self.log_group, level=LOG_LEVELS[workflow], include_execution_data=True),
             tracing_enabled=True,
         )
+        if LOG_LEVELS[workflow] is not sfn.LogLevel.ALL:
+            Validations.of(self.state_machine).acknowledge(
+                Acknowledgment(
+                    id="AwsSolutions-SF1",
+                    reason=(
+                        "A Standard workflow keeps every event of every execution in Step Functions itself "
+                        "(GetExecutionHistory, 90 days after it closes; the order trace reads it there), so its "
+                        "CloudWatch log keeps the errors only (level ERROR, with execution data). Logging ALL would "
+                        "copy the history into CloudWatch Logs at about 10 KB per order. The Express profile, which "
+                        "has no history, logs ALL."
+                    ),
+                )
+            )
         # The tasks invoke the unqualified ARNs, so no version/alias wildcard (grant_invoke would add "<arn>:*").
         self.state_machine.add_to_role_policy(
             iam.PolicyStatement(

@@ -195,6 +195,9 @@ def happy_path_history_has_three_states(rt: Runtime) -> None:
     assert [event["stateEnteredEventDetails"]["name"] for event in entered] == [
         "ReserveInventory", "AuthorizePayment", "ConfirmOrder"]
     assert history[-1]["type"] == "ExecutionSucceeded" and listed["name"] == order_id
+    # The history is Step Functions' own: the execution log of a Standard workflow keeps the errors only.
+    group = rt.physical("OrderSagaLogs").name
+    assert boto3.client("logs").filter_log_events(logGroupName=group)["events"] == []
 
 
 @pytest.mark.parametrize(
