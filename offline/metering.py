@@ -601,7 +601,8 @@ class Meter:
         trigger = self._triggers.pop(invocation.request_id, "direct")
         lines = "".join(self._logs.pop(invocation.request_id, []))
         log_bytes = len(lines.encode())
-        platform = self._platform_lines(invocation, measured * 1000, billed_ms, tracing)
+        platform = (self._platform_lines(invocation, measured * 1000, billed_ms, tracing)
+                    if self._platform_logged(name) else "")
         counts.add("lambda.request", readable, 1)
         counts.add(f"lambda.{architecture}.gb_second", readable, gb_seconds)
         counts.add("logs.ingested_gb", f"lambda:{readable}", log_bytes / GB)
@@ -636,6 +637,18 @@ class Meter:
         if service in ("ses", "sesv2"):
             with self._accounting():
                 self._counts.op(service, operation, self.name(invocation.function_name))
+
+    def _platform_logged(self, function_name: str) -> bool:
+        """Lambda writes START/END/REPORT unless the function's LoggingConfig sets system logs above INFO."""
+        levels = self.__dict__.setdefault("_system_log_levels", {})
+        if not levels:
+            for logical_id, resource in self.rt.template.resources.items():
+                physical = (self.rt.resources or {}).get(logical_id)
+                if resource.get("Type") == "AWS::Lambda::Function" and physical is not None:
+                    config = (resource.get("Properties") or {}).get("LoggingConfig") or {}
+                    levels[physical.name] = str(config.get("SystemLogLevel") or "INFO").upper()
+            levels.setdefault("", "INFO")  # computed once
+        return levels.get(function_name, "INFO") in ("DEBUG", "INFO")
 
     def _api_traced_anywhere(self) -> bool:
         return any(self._api_tracing.values())

@@ -425,6 +425,9 @@ def test_functions_share_the_defaults(stack: OrderflowStack, resources: Resource
         }
         log_group = resources[props["LoggingConfig"]["LogGroup"]["Ref"]]
         assert log_group["Type"] == "AWS::Logs::LogGroup"
+        # JSON logs; Lambda's START/END/REPORT lines dropped (WARN), the application's INFO lines kept.
+        assert {k: v for k, v in props["LoggingConfig"].items() if k != "LogGroup"} == {
+            "LogFormat": "JSON", "SystemLogLevel": "WARN", "ApplicationLogLevel": "INFO"}, logical_id
         assert "POWERTOOLS_SERVICE_NAME" not in props["Environment"]["Variables"]
 
 
