@@ -13,7 +13,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from shared.aws import TRACED_LIBRARIES, client
 from shared.event_store import DynamoDBEventStore
@@ -84,10 +84,15 @@ def post_order() -> Response:
         command = PlaceOrder(
             customer_id=caller.customer_id, idempotency_key=key, items=body.items, contact_email=caller.email
         )
-    except ValueError:
-        raise HttpError(
-            HTTPStatus.BAD_REQUEST, "the Idempotency-Key header must be 1-128 visible ASCII characters"
-        ) from None
+    except ValidationError as error:
+        fields = {str(detail["loc"][0]) for detail in error.errors() if detail.get("loc")}
+        if "idempotency_key" in fields:
+            message = "the Idempotency-Key header must be 1-128 visible ASCII characters"
+        elif "contact_email" in fields:
+            message = "the email claim of the caller's token is not a usable address (at most 254 characters)"
+        else:
+            message = "the caller's identity cannot place an order"
+        raise HttpError(HTTPStatus.BAD_REQUEST, message) from None
     logger.append_keys(idempotency_key=key)
     logger.set_correlation_id(order_id_for(caller.customer_id, key))  # every line from here on is about it
     return json_response(HTTPStatus.ACCEPTED, place_order(command=command))

@@ -158,3 +158,13 @@ def test_orders_placed_is_counted_once_per_order_not_per_request(capsys: Any) ->
     place(key="k-2")
     emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
     assert sum(sum(m.get("OrdersPlaced", [])) for m in emitted) == 2
+
+
+def test_an_unusable_email_claim_is_named_as_such_not_as_a_bad_key(tables: Any) -> None:
+    event = proxy_event("POST", "/orders", claims={"sub": "alice", "email": "a" * 250 + "@example.com"},
+                        body={"items": ITEMS}, headers={"Idempotency-Key": "k-1"})
+    response = api.handler(event, FakeContext())
+    body = json.loads(response["body"])
+    assert response["statusCode"] == 400
+    assert "email claim" in body["message"] and "Idempotency-Key" not in body["message"]
+    assert tables.scan(TableName=api.settings.orders_table)["Items"] == []
