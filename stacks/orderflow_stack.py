@@ -44,9 +44,7 @@ class OrderflowStack(Stack):
         self.events = EventBus(self, "Events")
         self.orders = OrdersService(self, "Orders")
         self.inventory = InventoryService(self, "Inventory", bus=self.events.bus)
-        self.payments = PaymentsService(
-            self, "Payments", idempotency_table=self.orders.idempotency_table, bus=self.events.bus
-        )
+        self.payments = PaymentsService(self, "Payments", bus=self.events.bus)
 
         self.relay = OutboxRelay(self, "Relay", bus=self.events.bus)
         self.relay.add_source("Orders", self.orders.table)

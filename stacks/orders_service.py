@@ -1,4 +1,5 @@
-"""The order service: its event store (orders table), the idempotency table, its API and saga functions."""
+"""The order service: its event store (orders table), its API and saga functions; and, for historical reasons, the
+system's idempotency table."""
 
 from __future__ import annotations
 
@@ -8,14 +9,19 @@ from constructs import Construct
 
 from stacks.api import Route
 from stacks.lambda_defaults import SAGA_STEP_TIMEOUT, PythonFunction
-from stacks.tables import EVENT_STORE_ACTIONS, IDEMPOTENCY_ACTIONS, data_table, outbox_table
+from stacks.tables import EVENT_STORE_ACTIONS, data_table, outbox_table
 
 
 class OrdersService(Construct):
     """``Table`` (event store, its stream is the outbox), ``IdempotencyTable`` (the system's one Powertools
-    idempotency table: records are keyed by function name, so services share it safely), ``Api`` (the API
-    function), ``Saga`` (the order saga's orders steps: confirm (the pivot, recording the prices), cancel,
-    flag).
+    idempotency table, see below), ``Api`` (the API function), ``Saga`` (the order saga's orders steps: confirm
+    (the pivot, recording the prices), cancel, flag).
+
+    No function of the order service uses ``IdempotencyTable``: placing an order is exactly-once by its
+    conditional append (the order id is derived from the caller and the Idempotency-Key). The table lives here
+    because the order API used it first; today only notifications does (``Notifications(idempotency_table=)``).
+    It stays here because moving it would change its logical id, and CloudFormation would make a new table and
+    orphan the old one (it is retained), dropping the records that keep notifications exactly-once meanwhile.
     """
 
     routes = (
@@ -35,7 +41,8 @@ class OrdersService(Construct):
     def __init__(self, scope: Construct, id: str) -> None:
         super().__init__(scope, id)
         self.table = outbox_table(self, "Table")
-        # Powertools' defaults: key "id", TTL "expiration". Nothing reads its changes, so no stream.
+        # Powertools' defaults: key "id", TTL "expiration". Nothing reads its changes, so no stream. Records are
+        # keyed by function name, so any function may share it (granted by whoever uses it, not here).
         self.idempotency_table = data_table(
             self,
             "IdempotencyTable",
@@ -51,13 +58,9 @@ class OrdersService(Construct):
             # API Gateway gives up after 29 s; a request is one transaction and a query.
             memory_size=512,
             timeout=Duration.seconds(10),
-            environment={
-                "ORDERS_TABLE": self.table.table_name,
-                "IDEMPOTENCY_TABLE": self.idempotency_table.table_name,
-            },
+            environment={"ORDERS_TABLE": self.table.table_name},
         )
         self.table.grant(self.api.function, *EVENT_STORE_ACTIONS)
-        self.idempotency_table.grant(self.api.function, *IDEMPOTENCY_ACTIONS)
 
         self.saga = PythonFunction(
             self,

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from aws_cdk import Duration
-from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from constructs import Construct
 
 from stacks.api import Route
 from stacks.event_inbox import EventInbox
 from stacks.lambda_defaults import SAGA_STEP_TIMEOUT, PythonFunction
-from stacks.tables import EVENT_STORE_ACTIONS, IDEMPOTENCY_ACTIONS, outbox_table
+from stacks.tables import EVENT_STORE_ACTIONS, outbox_table
 
 ORDERS_SOURCE = "orderflow.orders"
 
@@ -21,8 +20,8 @@ class PaymentsService(Construct):
     (OrderConfirmed on ``bus`` -> queue with DLQ -> ``Capturer``: the hold becomes a payment after the saga's
     pivot, by choreography).
 
-    Deposits are idempotent through ``idempotency_table``: the system has one Powertools idempotency table
-    (records are keyed by function name), and IDEMPOTENCY_TABLE must name the same table in every function.
+    Deposits are exactly-once by their conditional append (the deposit id is derived from the customer and the
+    Idempotency-Key), so no function here needs an idempotency table.
     """
 
     routes = (
@@ -32,9 +31,7 @@ class PaymentsService(Construct):
         Route("GET", "/accounts/me"),
     )
 
-    def __init__(
-        self, scope: Construct, id: str, *, idempotency_table: dynamodb.ITable, bus: events.IEventBus
-    ) -> None:
+    def __init__(self, scope: Construct, id: str, *, bus: events.IEventBus) -> None:
         super().__init__(scope, id)
         self.table = outbox_table(self, "Table")
 
@@ -45,13 +42,9 @@ class PaymentsService(Construct):
             description="Payments API: deposits (admins) and account balances (API Gateway REST proxy)",
             memory_size=512,
             timeout=Duration.seconds(10),
-            environment={
-                "PAYMENTS_TABLE": self.table.table_name,
-                "IDEMPOTENCY_TABLE": idempotency_table.table_name,
-            },
+            environment={"PAYMENTS_TABLE": self.table.table_name},
         )
         self.table.grant(self.api.function, *EVENT_STORE_ACTIONS)
-        idempotency_table.grant(self.api.function, *IDEMPOTENCY_ACTIONS)
 
         self.saga = PythonFunction(
             self,

@@ -387,8 +387,7 @@ def expected_grants(stack: OrderflowStack) -> dict[PythonFunction, set[tuple[str
         inventory.saga: allow(("dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
                               get_att(inventory.table, "Arn")),
         # Event-sourced payments: append-only, like the orders table.
-        payments.api: allow(EVENT_STORE, get_att(payments.table, "Arn"))
-        | allow(IDEMPOTENCY, get_att(orders.idempotency_table, "Arn")),
+        payments.api: allow(EVENT_STORE, get_att(payments.table, "Arn")),  # deposits: conditional appends, no record
         payments.saga: allow(EVENT_STORE, get_att(payments.table, "Arn")),
         # After the pivot, by choreography: each consumer reads its own service's table and its own inbox.
         payments.capturer: allow(EVENT_STORE, get_att(payments.table, "Arn"))

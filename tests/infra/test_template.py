@@ -141,7 +141,8 @@ def test_relay_takes_more_sources_with_the_same_settings() -> None:
 # ---------------------------------------------------------------------------------------------- grants
 
 
-def test_orders_function_may_only_use_its_two_tables(stack: OrderflowStack, resources: Resources) -> None:
+def test_orders_function_may_only_use_its_event_store(stack: OrderflowStack, resources: Resources) -> None:
+    # No idempotency table: placing an order is exactly-once by its conditional append (functions/orders/api.py).
     api = stack.orders.api
     assert grants(resources, lid(api.role)) == (
         allow(LOG_WRITE, get_att(api.log_group, "Arn"))
@@ -150,10 +151,6 @@ def test_orders_function_may_only_use_its_two_tables(stack: OrderflowStack, reso
         | allow(
             ("dynamodb:ConditionCheckItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"),
             get_att(stack.orders.table, "Arn"),
-        )
-        | allow(
-            ("dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
-            get_att(stack.orders.idempotency_table, "Arn"),
         )
     )
 
@@ -436,18 +433,11 @@ COMMON = {"POWERTOOLS_METRICS_NAMESPACE": "Orderflow", "LOG_LEVEL": "INFO"}
 
 def test_function_handlers_and_environment(stack: OrderflowStack, resources: Resources) -> None:
     expected = {
-        stack.orders.api: ("orders.api.handler", {
-            "ORDERS_TABLE": ref(stack.orders.table),
-            "IDEMPOTENCY_TABLE": ref(stack.orders.idempotency_table),
-        }),
+        stack.orders.api: ("orders.api.handler", {"ORDERS_TABLE": ref(stack.orders.table)}),
         stack.orders.saga: ("orders.saga.handler", {"ORDERS_TABLE": ref(stack.orders.table)}),
         stack.inventory.api: ("inventory.api.handler", {"INVENTORY_TABLE": ref(stack.inventory.table)}),
         stack.inventory.saga: ("inventory.saga.handler", {"INVENTORY_TABLE": ref(stack.inventory.table)}),
-        stack.payments.api: ("payments.api.handler", {
-            "PAYMENTS_TABLE": ref(stack.payments.table),
-            # The system's one idempotency table.
-            "IDEMPOTENCY_TABLE": ref(stack.orders.idempotency_table),
-        }),
+        stack.payments.api: ("payments.api.handler", {"PAYMENTS_TABLE": ref(stack.payments.table)}),
         stack.payments.saga: ("payments.saga.handler", {"PAYMENTS_TABLE": ref(stack.payments.table)}),
         stack.payments.capturer: ("payments.capture_on_confirmed.handler", {"PAYMENTS_TABLE": ref(stack.payments.table)}),
         stack.inventory.committer: ("inventory.commit_on_confirmed.handler", {"INVENTORY_TABLE": ref(stack.inventory.table)}),
@@ -455,7 +445,8 @@ def test_function_handlers_and_environment(stack: OrderflowStack, resources: Res
         stack.saga.starter: ("orders.starter.handler", {"ORDER_SAGA_ARN": ref(stack.saga.state_machine)}),
         stack.notifications.handler: ("notifications.handler.handler", {
             "NOTIFICATIONS_TABLE": ref(stack.notifications.table),
-            "IDEMPOTENCY_TABLE": ref(stack.orders.idempotency_table),  # Powertools idempotency, per event id
+            # The system's one idempotency table; only notifications uses it (Powertools, per event id).
+            "IDEMPOTENCY_TABLE": ref(stack.orders.idempotency_table),
             "SENDER_EMAIL": ref(stack.notifications.sender),
         }),
         stack.projections.projector: ("projections.projector.handler", {"PROJECTIONS_TABLE": ref(stack.projections.table)}),
