@@ -1,10 +1,17 @@
 """An append-only event store with optimistic concurrency, on DynamoDB and in memory.
 
 Layout (DynamoDB): ``pk`` = aggregate id, ``sk`` = zero-padded version, ``kind`` = "event", plus the
-envelope's attributes. Appending N events is one ``TransactWriteItems``: every put is conditional on the
-item not existing, and when the writer expects version V > 0 a condition check also requires version V to
-exist. So two writers that read the same version cannot both win (the loser gets ``ConcurrencyError``), and
-nobody can append with a gap. The committed items are the outbox: the table's stream carries them to the relay.
+envelope's attributes. Every event is put on the condition that its version does not exist yet: one event is one
+conditional ``PutItem`` (one write unit), N events one ``TransactWriteItems`` of N conditional puts (all or nothing).
+So two writers that read the same version cannot both win: the loser gets ``ConcurrencyError``. The committed
+items are the outbox: the table's stream carries them to the relay, one INSERT per event, whichever call wrote it.
+
+``expected_version`` is the version the caller loaded. Nothing else is checked at write time, on purpose: a check
+that version V exists (a ``ConditionCheck``, which also makes a single put a transaction: four write units instead
+of one) could only fail for a caller that passes a version it never read, because a loaded version exists and
+events are never deleted (no function is granted UpdateItem or DeleteItem on an event store, and event items carry
+no TTL attribute). A stream with a gap, which only such a bug can make, refuses to load (``StreamGap``) rather than
+fold a history with a hole in it.
 
 Beside the events, one item per aggregate may hold a snapshot (see shared/snapshots.py): ``sk`` = "snapshot",
 which sorts after every zero-padded version ("s" > "9") so the events' ``BETWEEN`` range never reaches it,
@@ -32,7 +39,7 @@ from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 from .events import EventEnvelope, format_version
 from .records import EVENT_KIND, envelope_from_attributes, envelope_to_attributes
 
-MAX_EVENTS_PER_APPEND = 99  # TransactWriteItems takes 100 actions; one may be the version check
+MAX_EVENTS_PER_APPEND = 100  # TransactWriteItems takes 100 actions
 
 SNAPSHOT_KIND = "snapshot"  # a snapshot item: never published (the relay takes kind "event" only)
 SNAPSHOT_SK = "snapshot"  # sorts after every zero-padded version: outside any event Query's range
@@ -51,6 +58,17 @@ class ConcurrencyError(Exception):
         )
         self.aggregate_id = aggregate_id
         self.expected_version = expected_version
+
+
+class StreamGap(RuntimeError):
+    """The stored stream skips a version: an append was made after a version its caller never loaded (a bug).
+    Loading refuses it rather than fold a history with a hole in it."""
+
+    def __init__(self, aggregate_id: str, expected: int, found: int) -> None:
+        super().__init__(f"aggregate {aggregate_id!r} has no version {expected}: the next stored event is {found}")
+        self.aggregate_id = aggregate_id
+        self.expected = expected
+        self.found = found
 
 
 class SnapshotTooLarge(ValueError):
@@ -76,10 +94,12 @@ class Snapshot:
 
 class EventStore(Protocol):
     def append(self, aggregate_id: str, expected_version: int, events: Sequence[EventEnvelope]) -> None:
-        """Append events after ``expected_version`` (0 for a new aggregate), all or nothing."""
+        """Append events after ``expected_version`` (0 for a new aggregate; otherwise a version the caller loaded),
+        all or nothing. ``ConcurrencyError`` when one of their versions is already taken."""
 
     def load(self, aggregate_id: str, after_version: int = 0, up_to_version: int | None = None) -> list[EventEnvelope]:
-        """The aggregate's events with after_version < version <= up_to_version, oldest first."""
+        """The aggregate's events with after_version < version <= up_to_version, oldest first, without a gap
+        (``StreamGap`` otherwise)."""
 
     def load_snapshot(self, aggregate_id: str) -> Snapshot | None:
         """The aggregate's snapshot as stored (whatever its schema version), or None."""
@@ -101,6 +121,13 @@ def _replaces(new: Snapshot, old: Snapshot | None, replacing: tuple[int, int] | 
     if replacing is not None and (old.schema_version, old.version) == replacing:
         return True
     return old.schema_version == new.schema_version and old.version < new.version
+
+
+def _contiguous(aggregate_id: str, after_version: int, events: list[EventEnvelope]) -> list[EventEnvelope]:
+    for expected, envelope in enumerate(events, start=after_version + 1):
+        if envelope.version != expected:
+            raise StreamGap(aggregate_id, expected, envelope.version)
+    return events
 
 
 def _check_append(aggregate_id: str, expected_version: int, events: Sequence[EventEnvelope]) -> None:
@@ -131,14 +158,19 @@ class InMemoryEventStore:
         _check_append(aggregate_id, expected_version, events)
         with self._lock:
             stream = self._streams.setdefault(aggregate_id, [])
-            if len(stream) != expected_version:
+            # As DynamoDB's conditional puts: refused when a version is taken, and nothing more is checked.
+            taken = {e.version for e in stream}
+            if any(e.version in taken for e in events):
                 raise ConcurrencyError(aggregate_id, expected_version)
             stream.extend(events)
+            stream.sort(key=lambda e: e.version)  # as a Query returns them (only a caller bug appends out of order)
 
     def load(self, aggregate_id: str, after_version: int = 0, up_to_version: int | None = None) -> list[EventEnvelope]:
         with self._lock:
             stream = list(self._streams.get(aggregate_id, ()))
-        return [e for e in stream if e.version > after_version and (up_to_version is None or e.version <= up_to_version)]
+        return _contiguous(aggregate_id, after_version, [
+            e for e in stream if e.version > after_version and (up_to_version is None or e.version <= up_to_version)
+        ])
 
     def load_snapshot(self, aggregate_id: str) -> Snapshot | None:
         with self._lock:
@@ -200,34 +232,28 @@ class DynamoDBEventStore:
 
     def append(self, aggregate_id: str, expected_version: int, events: Sequence[EventEnvelope]) -> None:
         _check_append(aggregate_id, expected_version, events)
-        actions: list[dict[str, Any]] = []
-        if expected_version > 0:
-            actions.append(
-                {
-                    "ConditionCheck": {
-                        "TableName": self._table,
-                        "Key": to_dynamo({"pk": aggregate_id, "sk": format_version(expected_version)}),
-                        "ConditionExpression": "attribute_exists(pk)",
-                    }
-                }
-            )
-        for envelope in events:
-            item = {"pk": aggregate_id, "sk": envelope.sequence, "kind": EVENT_KIND, **envelope_to_attributes(envelope)}
-            actions.append(
-                {
-                    "Put": {
-                        "TableName": self._table,
-                        "Item": to_dynamo(item),
-                        "ConditionExpression": "attribute_not_exists(pk)",
-                    }
-                }
-            )
-        try:
-            self._client.transact_write_items(TransactItems=actions)
-        except self._client.exceptions.TransactionCanceledException as error:
+        puts = [
+            {
+                "TableName": self._table,
+                "Item": to_dynamo({"pk": aggregate_id, "sk": e.sequence, "kind": EVENT_KIND, **envelope_to_attributes(e)}),
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+            for e in events
+        ]
+        errors = self._client.exceptions
+        if len(puts) == 1:
+            try:
+                self._client.put_item(**puts[0])
+            # ConditionalCheckFailed: the version is taken. TransactionConflict: a transaction (another writer's
+            # multi-event append) is writing that item right now. Both mean "someone else won": reload and retry.
+            except (errors.ConditionalCheckFailedException, errors.TransactionConflictException) as error:
+                raise ConcurrencyError(aggregate_id, expected_version) from error
+            return
+        try:  # several events: all or none of them
+            self._client.transact_write_items(TransactItems=[{"Put": put} for put in puts])
+        except errors.TransactionCanceledException as error:
+            # The same two reasons, from a transaction: a version is taken, or another transaction holds an item.
             reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
-            # ConditionalCheckFailed: the version moved on (or never existed). TransactionConflict: another
-            # transaction is writing the same items right now. Both mean "someone else won": reload and retry.
             if any(code in ("ConditionalCheckFailed", "TransactionConflict") for code in reasons):
                 raise ConcurrencyError(aggregate_id, expected_version) from error
             raise
@@ -252,7 +278,7 @@ class DynamoDBEventStore:
                 if item.get("kind") == EVENT_KIND:
                     events.append(envelope_from_attributes(item))
             if "LastEvaluatedKey" not in page:
-                return events
+                return _contiguous(aggregate_id, after_version, events)
             query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def load_snapshot(self, aggregate_id: str) -> Snapshot | None:
