@@ -21,6 +21,8 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from shared.aws import TRACED_LIBRARIES
+
 from .commands import Commit, Release, Reserve, parse_saga_step
 from .domain import InventoryError
 from .queries import reservation_view
@@ -28,7 +30,7 @@ from .service import InventoryService
 from .wiring import service
 
 logger = Logger(service="inventory")
-tracer = Tracer(service="inventory")
+tracer = Tracer(service="inventory", patch_modules=TRACED_LIBRARIES)
 metrics = Metrics(service="inventory")
 
 

@@ -32,7 +32,7 @@ from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import D
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Field
 
-from shared.aws import client
+from shared.aws import TRACED_LIBRARIES, client
 from shared.bus import envelope_from_eventbridge
 from shared.event_store import to_dynamo
 from shared.events import rfc3339, utcnow
@@ -41,7 +41,7 @@ from shared.settings import EnvSettings, load_settings
 from .messages import Email, email_for
 
 logger = Logger(service="notifications")
-tracer = Tracer(service="notifications")
+tracer = Tracer(service="notifications", patch_modules=TRACED_LIBRARIES)
 metrics = Metrics(service="notifications")
 # A batch whose every record failed is answered as partial failures too, not raised: a duplicate that found its
 # first delivery still sending is an ordinary retry, and a Lambda error (alarmed) should mean a crash.

@@ -30,7 +30,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Field
 
-from shared.aws import client
+from shared.aws import TRACED_LIBRARIES, client
 from shared.event_store import DynamoDBEventStore
 from shared.events import DomainEvent
 from shared.settings import EnvSettings, load_settings
@@ -40,7 +40,7 @@ from .events import OrderCancelled, OrderConfirmed, OrderNeedsAttention
 from .service import OrderService
 
 logger = Logger(service="orders")
-tracer = Tracer(service="orders")
+tracer = Tracer(service="orders", patch_modules=TRACED_LIBRARIES)
 metrics = Metrics(service="orders")
 
 

@@ -23,14 +23,14 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Field
 
-from shared.aws import client
+from shared.aws import TRACED_LIBRARIES, client
 from shared.bus import envelope_from_eventbridge
 from shared.settings import EnvSettings, load_settings
 
 from .events import CATALOG, OrderPlaced
 
 logger = Logger(service="orders")
-tracer = Tracer(service="orders")
+tracer = Tracer(service="orders", patch_modules=TRACED_LIBRARIES)
 metrics = Metrics(service="orders")
 processor = BatchProcessor(event_type=EventType.SQS)
 

@@ -23,6 +23,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from shared.aws import TRACED_LIBRARIES
 from shared.bus import envelope_from_eventbridge
 
 from .commands import CapturePayment
@@ -30,7 +31,7 @@ from .domain import PaymentError
 from .wiring import service
 
 logger = Logger(service="payments")
-tracer = Tracer(service="payments")
+tracer = Tracer(service="payments", patch_modules=TRACED_LIBRARIES)
 metrics = Metrics(service="payments")
 processor = BatchProcessor(event_type=EventType.SQS)
 

@@ -24,6 +24,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
+from shared.aws import TRACED_LIBRARIES
 from shared.http import validation_errors
 
 from .commands import SAGA_STEPS, AuthorizeStep, CaptureStep, VoidStep
@@ -31,7 +32,7 @@ from .domain import PaymentDeclined, money
 from .wiring import service, settings
 
 logger = Logger(service="payments")
-tracer = Tracer(service="payments")
+tracer = Tracer(service="payments", patch_modules=TRACED_LIBRARIES)
 metrics = Metrics(service="payments")
 
 __all__ = ["handler", "run_step", "service", "settings"]

@@ -11,7 +11,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Field
 
-from shared.aws import client
+from shared.aws import TRACED_LIBRARIES, client
 from shared.event_store import from_dynamo
 from shared.settings import EnvSettings, load_settings
 
@@ -19,7 +19,7 @@ from .logic import relay
 from .publisher import EventBridgePublisher
 
 logger = Logger(service="relay")
-tracer = Tracer(service="relay")
+tracer = Tracer(service="relay", patch_modules=TRACED_LIBRARIES)
 metrics = Metrics(service="relay")
 
 
