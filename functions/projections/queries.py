@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .views import STATUSES
+from .summary import STATUSES
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100

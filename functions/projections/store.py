@@ -28,7 +28,7 @@ from typing import Any
 
 from shared.event_store import from_dynamo, to_dynamo
 
-from .views import OrderSummary
+from .summary import OrderSummary
 
 POINTER_PK = "pointer"
 FIRST_GENERATION = 1

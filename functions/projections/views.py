@@ -4,45 +4,21 @@ A summary remembers its ``version``: the position, i.e. the last order version f
 applied only if it is the next version (``classify``); an older or equal one is a duplicate (acknowledged and
 ignored), a newer one means an event in between has not arrived yet (a gap: retry later, never drop it). So any
 delivery order, with any duplicates, ends in the same summary as delivering every event once, in order.
+
+``OrderSummary`` itself is in summary.py: the list query reads summaries without loading the order events.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from enum import StrEnum
-from typing import Any
 
 from orders.events import CATALOG, OrderCancelled, OrderConfirmed, OrderNeedsAttention, OrderPlaced, OrderPriced
 from shared.events import EventEnvelope, rfc3339
 
+from .summary import OrderSummary
+
 ORDERS_SOURCE = "orderflow.orders"
-STATUSES = ("PENDING", "CONFIRMED", "CANCELLED", "NEEDS_ATTENTION")  # the order aggregate's OrderStatus values
-
-
-@dataclass(frozen=True)
-class OrderSummary:
-    order_id: str
-    customer_id: str
-    status: str
-    total: str | None  # a decimal string once the order is priced
-    reason: str | None
-    item_count: int  # lines of the order (the ``items`` of GET /orders/{orderId})
-    placed_at: str  # RFC 3339 time of OrderPlaced: the list's order
-    updated_at: str  # RFC 3339 time of the last event applied
-    version: int  # the position: the last order version applied
-
-    def to_api(self) -> dict[str, Any]:
-        return {
-            "orderId": self.order_id,
-            "customerId": self.customer_id,
-            "status": self.status,
-            "total": self.total,
-            "reason": self.reason,
-            "itemCount": self.item_count,
-            "placedAt": self.placed_at,
-            "updatedAt": self.updated_at,
-            "version": self.version,
-        }
 
 
 class Outcome(StrEnum):
