@@ -13,7 +13,6 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 
 from .event_store import ConcurrencyError
 from .http import HttpError
@@ -66,9 +65,10 @@ def install_error_handlers(
     subject: str,
     errors: Mapping[type[Exception], Callable[[Exception], HttpError]] | None = None,
 ) -> None:
-    """Map errors to answers: HttpError as it says; the service's own ``errors``; a request still in flight
-    with the same Idempotency-Key and a lost optimistic-concurrency race are 409 (retry); an unknown route
-    404; anything else a logged 500 with the request id (never a stack trace)."""
+    """Map errors to answers: HttpError as it says; the service's own ``errors``; a lost optimistic-concurrency
+    race 409 (retry); an unknown route 404; anything else a logged 500 with the request id (never a stack
+    trace). No API function uses Powertools idempotency (their conditional appends make writes exactly-once), so
+    there is no "still in progress" answer."""
 
     def render(error: HttpError) -> Response:
         return Response(status_code=error.status, content_type=content_types.APPLICATION_JSON, body=error.body())
@@ -77,10 +77,6 @@ def install_error_handlers(
 
     for exception_type, to_http in (errors or {}).items():
         app.exception_handler(exception_type)(lambda error, _to_http=to_http: render(_to_http(error)))
-
-    @app.exception_handler(IdempotencyAlreadyInProgressError)
-    def _in_progress(_: IdempotencyAlreadyInProgressError) -> Response:
-        return render(HttpError(HTTPStatus.CONFLICT, "a request with this Idempotency-Key is still in progress: retry shortly"))
 
     @app.exception_handler(ConcurrencyError)
     def _concurrency(_: ConcurrencyError) -> Response:
