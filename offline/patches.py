@@ -68,6 +68,7 @@ DYNAMODB_DATA_OPERATIONS = (
 def serialize_dynamodb(patcher: Patcher) -> None:
     from moto.dynamodb.models import DynamoDBBackend
 
+    atomic_transactions(patcher)  # first: the lock below wraps the journaled TransactWriteItems
     lock = threading.RLock()
     for name in DYNAMODB_DATA_OPERATIONS:
         original = getattr(DynamoDBBackend, name, None)
@@ -80,3 +81,166 @@ def serialize_dynamodb(patcher: Patcher) -> None:
 
         locked.__name__ = name
         patcher.patch(DynamoDBBackend, name, locked)
+
+
+# moto's TransactWriteItems (5.2.5) backs up every table it touches with copy.deepcopy (items and the whole stream
+# history), applies the items one by one, and on cancellation puts the copies in place of the tables. So every
+# transaction cost more as a table grew, and a cancelled one replaced the table's stream shard by another object
+# (pollers that followed the object read the stream again from the start). It also wrote a stream record per
+# internal write, two INSERTs for an Update that creates its item, and left the items before a malformed one
+# written. The replacement below keeps moto's algorithm and answers (same checks in the same order, the same
+# CancellationReasons and exceptions) but journals only the items it touches, holds the stream records back until
+# the transaction commits, one per item, and undoes everything on any failure. The tables and their shards stay
+# the same objects. moto ignores ClientRequestToken, and so does this.
+def atomic_transactions(patcher: Patcher) -> None:
+    from moto.dynamodb.models import DynamoDBBackend
+
+    patcher.patch(DynamoDBBackend, "transact_write_items", _transact_write_items)
+
+
+class _Transaction:
+    """The items one TransactWriteItems touched (to undo them) and the stream records it wrote (to publish them)."""
+
+    def __init__(self) -> None:
+        self._undo: list[Any] = []
+        self._shards: list[Any] = []
+        self._records: dict[tuple[int, Any, Any], list[Any]] = {}  # (shard, hash, range) -> [shard, old, new]
+
+    def remember(self, backend: Any, table_name: str, key: dict[str, Any], op_type: str) -> None:
+        """Journal the item ``key`` as it is before ``op_type`` writes it; hold back its table's stream records."""
+        import copy
+
+        table = backend.get_table(table_name)
+        hash_value, range_value = backend.get_keys_value(table, key)
+        before = table.get_item(hash_value, range_value)
+        if before is not None and op_type == "Update":
+            before = copy.deepcopy(before)  # an Update changes the stored item in place; a Put or Delete replaces it
+
+        def undo() -> None:
+            if table.has_range_key:
+                if before is None:
+                    table.items[hash_value].pop(range_value, None)
+                else:
+                    table.items[hash_value][range_value] = before
+            elif before is None:
+                table.items.pop(hash_value, None)
+            else:
+                table.items[hash_value] = before
+
+        self._undo.append(undo)
+        self._hold_stream(table.stream_shard)
+
+    def _hold_stream(self, shard: Any) -> None:
+        if shard is None or any(held is shard for held in self._shards):
+            return
+
+        def add(old: Any, new: Any) -> None:
+            item = old if old is not None else new
+            entry = self._records.setdefault((id(shard), item.hash_key, item.range_key), [shard, old, new])
+            entry[2] = new  # the item as the transaction leaves it; the old image as the transaction found it
+
+        shard.add = add  # an instance attribute: hides StreamShard.add for this shard until release
+        self._shards.append(shard)
+
+    def _release(self) -> None:
+        for shard in self._shards:
+            vars(shard).pop("add", None)
+        self._shards.clear()
+
+    def rollback(self) -> None:
+        self._release()
+        self._records.clear()
+        while self._undo:
+            self._undo.pop()()
+
+    def commit(self) -> None:
+        self._release()
+        self._undo.clear()
+        for shard, old, new in self._records.values():
+            shard.add(old, new)  # a MODIFY made by an Update on an item it created is still its INSERT
+        self._records.clear()
+
+
+def _transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+    """moto's DynamoDBBackend.transact_write_items (5.2.5) with a journal of the touched items instead of deep
+    copies of the tables; stream records are written only when the transaction commits, one per item."""
+    from moto.dynamodb.exceptions import (
+        ConditionalCheckFailed,
+        MockValidationException,
+        MultipleTransactionsException,
+        TooManyTransactionsException,
+        TransactionCanceledException,
+        TransactWriteSingleOpException,
+    )
+    from moto.dynamodb.models import get_filter_expression
+
+    if len(transact_items) > 100:
+        raise TooManyTransactionsException()
+    transaction = _Transaction()
+    target_items: set[tuple[str, str]] = set()
+
+    def check_unicity(table_name: str, key: dict[str, Any]) -> None:
+        item = (str(table_name), str(dict(sorted(key.items()))))
+        if item in target_items:
+            raise MultipleTransactionsException()
+        target_items.add(item)
+
+    errors: list[tuple[str | None, str | None, dict[str, Any] | None]] = []  # (Code, Message, Item) per action
+    try:
+        for item in transact_items:
+            original_item: dict[str, Any] | None = None
+            if len(list(item.keys())) > 1:
+                raise TransactWriteSingleOpException
+            try:
+                op_type, op = next(iter(item.items()))
+                if op_type not in {"ConditionCheck", "Put", "Delete", "Update"}:
+                    raise ValueError("Unsupported transaction operation")
+                table_name = op["TableName"]
+                condition_expression = op.get("ConditionExpression")
+                expression_attribute_names = op.get("ExpressionAttributeNames")
+                expression_attribute_values = op.get("ExpressionAttributeValues")
+                if op_type == "Put":
+                    attrs = op["Item"]
+                    table = self.get_table(table_name)
+                    key = {table.hash_key_attr: attrs[table.hash_key_attr]}
+                    if table.range_key_attr is not None:
+                        key[table.range_key_attr] = attrs[table.range_key_attr]
+                else:
+                    key = op["Key"]
+                check_unicity(table_name, key)
+                current = self.get_item(table_name, key)
+                if condition_expression is not None:
+                    condition_op = get_filter_expression(
+                        condition_expression, expression_attribute_names, expression_attribute_values)
+                    if not condition_op.expr(current):
+                        if op.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" and current:
+                            original_item = current.to_json()["Attributes"]
+                        raise ConditionalCheckFailed(item=original_item)
+                if op_type != "ConditionCheck":
+                    transaction.remember(self, table_name, key, op_type)
+                if op_type == "Put":
+                    self.put_item(table_name, op["Item"], condition_expression=condition_expression,
+                                  expression_attribute_names=expression_attribute_names,
+                                  expression_attribute_values=expression_attribute_values)
+                elif op_type == "Delete":
+                    self.delete_item(table_name, key, condition_expression=condition_expression,
+                                     expression_attribute_names=expression_attribute_names,
+                                     expression_attribute_values=expression_attribute_values)
+                elif op_type == "Update":
+                    self.update_item(table_name, key, update_expression=op["UpdateExpression"],
+                                     condition_expression=condition_expression,
+                                     expression_attribute_names=expression_attribute_names,
+                                     expression_attribute_values=expression_attribute_values)
+                errors.append((None, None, None))
+            except (MultipleTransactionsException, MockValidationException):
+                raise
+            except ConditionalCheckFailed as error:
+                errors.append(("ConditionalCheckFailed", str(error.message), original_item))
+            except Exception as error:  # noqa: BLE001 - moto reports any other failure as the action's reason
+                errors.append((type(error).__name__, str(error), original_item))
+        if any(code is not None for code, _, _ in errors):
+            raise TransactionCanceledException(errors)
+    except BaseException:
+        transaction.rollback()
+        raise
+    transaction.commit()

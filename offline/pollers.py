@@ -125,7 +125,7 @@ class StreamPoller:
         self.retry_delay = retry_delay
         self.infinite_retry_limit = infinite_retry_limit
         self.blocked_retry_seconds = blocked_retry_seconds
-        self._shards: dict[tuple[int, str], _Shard] = {}
+        self._shards: dict[str, _Shard] = {}  # by shard id
         mapping = self._mapping()
         _, shard = self._source(mapping) if mapping else (None, None)
         if shard is not None and (mapping.starting_position or "TRIM_HORIZON") == "LATEST":
@@ -145,8 +145,10 @@ class StreamPoller:
         return table, table.stream_shard
 
     @staticmethod
-    def _key(shard: Any) -> tuple[int, str]:
-        return id(shard), shard.id
+    def _key(shard: Any) -> str:
+        # The shard id, not the Python object: moto may hold the same shard in another object (a table restored
+        # from a copy); a new stream (re-enabled, or a table recreated) has another label and another mapping ARN.
+        return str(shard.id)
 
     # -- pumping
     def pump(self) -> bool:
