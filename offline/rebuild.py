@@ -8,17 +8,23 @@ one pointer item names the ``active`` generation, the one being ``building``, an
 
 1. Start: move the pointer (conditional on its revision) to ``building = B``, B = one past any generation in use
    (a generation left by a crashed rebuild is abandoned, never reused: the model is fresh).
-2. From then on the projector folds every event into both A and B. It need not notice at once: each summary write
-   is a transaction that checks the pointer's revision, so a projector holding the old pointer fails its write,
-   reads the pointer again and writes both.
+2. Wait until every projector knows: the projector reads the pointer when an invocation starts and an invocation
+   ends at its function's timeout, so once ``PROJECTOR_POINTER_MAX_AGE_SECONDS`` (and a margin for a write still in
+   flight) have passed, every summary write folds its event into both A and B. Writes made meanwhile with the old
+   pointer (A only) are of events already committed, which the replay reads.
 3. Replay: every order in the event store, its events in version order, through the projector's own code
    (Projector.apply_to) into B; then the order's events after the last one replayed, again, until there are none.
    Events the projector folds into B meanwhile meet the same conditional writes: a duplicate is ignored, and one
-   ahead of the replay is refused as a gap and delivered again later. So both writers converge on the event store.
-4. Flip: the pointer (still at the revision of step 1) becomes ``active = B``; the projector's writes to A now
-   fail their check, and it writes B only.
-5. Wait out the list's pointer cache (projections.store.LIST_POINTER_TTL_SECONDS), then delete A and any abandoned
-   generation. Until then a list request may still read A: a few seconds of a slightly stale page, never a hole.
+   ahead of the replay is refused as a gap and delivered again later. So both writers converge on the event store:
+   an event committed after the replay's last read of its order is delivered after step 2, so into B too.
+   The pointer is read again after each order: another rebuild that took over stops this one at once.
+4. Flip: the pointer (still at the revision of step 1) becomes ``active = B``.
+5. Wait out the list's pointer cache (projections.store.LIST_POINTER_TTL_SECONDS) and the projectors' (the same
+   bound as in step 2), then delete A and any abandoned generation. Until then a list request may still read A: a
+   few seconds of a slightly stale page, never a hole; and no projector writes A once it is deleted.
+
+This wait replaces a check of the pointer's revision in every summary write (a transaction: four write units per
+event instead of one), which gave the same guarantee without waiting.
 
 Race left, stated: a projector delivery that failed as a gap in B goes back to SQS; were the rebuild to take
 longer than the inbox's redrive (5 receives x the visibility timeout), that delivery would land in the DLQ and
@@ -36,7 +42,9 @@ from pathlib import Path
 from typing import Any
 
 FUNCTIONS_DIR = Path(__file__).resolve().parents[1] / "functions"
-GRACE_MARGIN_SECONDS = 5.0
+# Beyond the bounds the functions keep (the list's pointer cache, the projector's timeout): for a write still in
+# flight when a projector's invocation ends.
+GRACE_MARGIN_SECONDS = 10.0
 
 
 def _functions_code() -> None:
@@ -93,10 +101,11 @@ def rebuild(
     say: Callable[[str], None] = lambda _: None,
 ) -> RebuildReport:
     """Replay ``orders_table`` into a fresh generation of ``projections_table`` and swap to it (see the module).
-    ``grace_seconds`` (default: the list's pointer cache + a margin) is the wait between the swap and the delete."""
+    ``grace_seconds`` (default: ``default_grace_seconds()``) is the wait after the start, before the replay, and
+    the wait between the swap and the delete."""
     _functions_code()
     from projections.service import Projector
-    from projections.store import LIST_POINTER_TTL_SECONDS, PointerMoved, ProjectionStore
+    from projections.store import PointerMoved, ProjectionStore
     from shared.event_store import DynamoDBEventStore
 
     store = ProjectionStore(projections_table, client)
@@ -114,22 +123,26 @@ def rebuild(
     report = RebuildReport(previous=read.active, generation=building)
     say(f"building generation {building} (active: {read.active}"
         + (f"; abandoning the unfinished generation {abandoned}" if abandoned else "") + ")")
+    grace = default_grace_seconds() if grace_seconds is None else grace_seconds
+
+    # 2. until every projector has read the pointer that names it
+    say(f"waiting {grace:g} s until every projector writes generation {building} too")
+    sleep(grace)
 
     # 3. replay every order into it, with the projector's own code
-    try:
-        for order_id in order_ids(client, orders_table):
-            last = 0
-            while True:
-                tail = events.load(order_id, after_version=last)
-                if not tail:
-                    break
-                for envelope in tail:
-                    projector.apply_to(pointer, building, envelope)
-                    report.events += 1
-                last = tail[-1].version
-            report.orders += 1
-    except PointerMoved:
-        raise RebuildError(f"the pointer moved during the replay (another rebuild took over generation {building})") from None
+    for order_id in order_ids(client, orders_table):
+        last = 0
+        while True:
+            tail = events.load(order_id, after_version=last)
+            if not tail:
+                break
+            for envelope in tail:
+                projector.apply_to(building, envelope)
+                report.events += 1
+            last = tail[-1].version
+        report.orders += 1
+        if store.pointer() != pointer:
+            raise RebuildError(f"the pointer moved during the replay (another rebuild took over generation {building})")
     say(f"replayed {report.events} events of {report.orders} orders")
 
     # 4. flip
@@ -140,11 +153,21 @@ def rebuild(
     say(f"generation {building} is active")
 
     # 5. let cached pointers expire, then drop the old generation (and an abandoned one)
-    sleep(LIST_POINTER_TTL_SECONDS + GRACE_MARGIN_SECONDS if grace_seconds is None else grace_seconds)
+    say(f"waiting {grace:g} s until no list reads and no projector writes generation {read.active}")
+    sleep(grace)
     for old in sorted({read.active, abandoned} - {None, building}):
         report.deleted[old] = store.delete_generation(old)  # type: ignore[arg-type]
         say(f"deleted generation {old} ({report.deleted[old]} summaries)")
     return report
+
+
+def default_grace_seconds() -> float:
+    """How long after a pointer move every reader and writer of the projections has read it: the longest a list's
+    cached pointer or a projector's is used (projections/store.py), and a margin."""
+    _functions_code()
+    from projections.store import LIST_POINTER_TTL_SECONDS, PROJECTOR_POINTER_MAX_AGE_SECONDS
+
+    return max(LIST_POINTER_TTL_SECONDS, PROJECTOR_POINTER_MAX_AGE_SECONDS) + GRACE_MARGIN_SECONDS
 
 
 # ---------------------------------------------------------------------------------------------- command line
@@ -156,8 +179,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--orders-table", default=None, help="the event store (default: found from the stack)")
     parser.add_argument("--projections-table", default=None, help="the read model (default: found from the stack)")
     parser.add_argument("--grace-seconds", type=float, default=None,
-                        help="wait this long after the swap before deleting the old generation "
-                             "(default: the list's pointer cache and a margin, 10 s)")
+                        help="wait this long after the start before replaying, and after the swap before deleting "
+                             "the old generation (default: the projector's timeout and a margin, 40 s); "
+                             "less is safe only when no order events are being projected")
 
 
 def _tables(session: Any, endpoint: str | None, stack: str) -> dict[str, str]:

@@ -25,9 +25,12 @@ ORDERS_SOURCE = "orderflow.orders"
 ORDER_EVENTS = ("OrderPlaced", "OrderPriced", "OrderConfirmed", "OrderCancelled", "OrderNeedsAttention")
 BY_CUSTOMER = "byCustomer"
 BY_CUSTOMER_STATUS = "byCustomerStatus"
-# The projector reads the pointer and a summary, and writes a summary in a TransactWriteItems of a ConditionCheck
-# (the pointer) and a conditional Put (the summary at its position).
-PROJECTOR_ACTIONS = ("dynamodb:ConditionCheckItem", "dynamodb:GetItem", "dynamodb:PutItem")
+# The projector reads the pointer (once per invocation) and a summary, and writes the summary in one PutItem
+# conditional on its position.
+PROJECTOR_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem")
+# A rebuild waits this long after it moves the pointer (projections.store.PROJECTOR_TIMEOUT_SECONDS, checked equal by
+# tests/infra): Lambda ends an invocation, and the pointer it read when it started, at its timeout.
+PROJECTOR_TIMEOUT = Duration.seconds(30)
 # Granted as statements on exact ARNs, not with table.grant(), which adds "<table>/index/*" to every grant: the
 # projector gets no index at all, the list reads the pointer (GetItem on the table) and queries the two indexes.
 
@@ -62,9 +65,9 @@ class Projections(Construct):
             "Projector",
             handler="projections.projector.handler",
             description="Projector: order events (SQS batches) -> the order list read model",
-            # A batch of 10 is at most 10 x (two reads + one two-item transaction) per generation.
+            # A batch of 10 is one pointer read and at most 10 x (a read + a conditional put) per generation.
             memory_size=256,
-            timeout=Duration.seconds(30),
+            timeout=PROJECTOR_TIMEOUT,
             environment=environment,
         )
         self.projector.function.add_to_role_policy(

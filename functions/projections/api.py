@@ -49,7 +49,9 @@ class PointerCache:
         self._value: tuple[float, Pointer] | None = None
 
     def get(self) -> Pointer:
-        now = time.monotonic()
+        # Wall time: a frozen execution environment may stop the monotonic clock, and a pointer cached before a long
+        # freeze would then look fresh after the rebuild deleted the generation it names.
+        now = time.time()
         if self._value is None or now - self._value[0] > self._ttl:
             self._value = (now, store().pointer())
         return self._value[1]

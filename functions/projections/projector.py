@@ -72,6 +72,9 @@ def _order_and_version(record: dict[str, Any]) -> tuple[str, str]:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # The pointer as it is now, once per invocation: the rebuild counts on no write of this invocation using an
+    # older one (projections/store.py).
+    projector().refresh()
     records = sorted(event.get("Records") or [], key=_order_and_version)
     return process_partial_response(
         event={**event, "Records": records}, record_handler=record_handler, processor=processor, context=context

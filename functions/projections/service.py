@@ -6,53 +6,48 @@ so a rebuilt summary is made by exactly the code that makes the live one.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 from shared.events import EventEnvelope
 
 from .store import Pointer, PointerMoved, PositionMoved, ProjectionStore
 from .views import Outcome, OutOfOrder, classify, evolve, position
 
-ATTEMPTS = 10  # lost races with another delivery of the same order, or with a pointer change
+ATTEMPTS = 10  # lost races with another delivery of the same order, or pointers moving under a gap
 
 
 class Projector:
-    """``pointer_ttl`` seconds is how long the pointer is trusted without reading it; a write that finds it moved
-    reads it again at once, so a stale pointer costs one failed write, never a wrong one."""
+    """Holds the pointer it read last. The projector function calls ``refresh`` when an invocation starts, so every
+    write of an invocation uses a pointer read when it started (store.PROJECTOR_POINTER_MAX_AGE_SECONDS: the bound a
+    rebuild relies on); never with a clock of its own, which a frozen execution environment may stop."""
 
-    def __init__(self, store: ProjectionStore, *, pointer_ttl: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, store: ProjectionStore) -> None:
         self.store = store
-        self._ttl = pointer_ttl
-        self._clock = clock
         self._pointer: Pointer | None = None
-        self._read_at = 0.0
 
-    def pointer(self, fresh: bool = False) -> Pointer:
-        if fresh or self._pointer is None or self._clock() - self._read_at > self._ttl:
-            self._pointer = self.store.pointer()
-            self._read_at = self._clock()
+    def refresh(self) -> Pointer:
+        self._pointer = self.store.pointer()
         return self._pointer
 
+    def pointer(self) -> Pointer:
+        return self._pointer if self._pointer is not None else self.refresh()
+
     def apply(self, envelope: EventEnvelope) -> dict[int, Outcome]:
-        """The outcome per generation written. Raises OutOfOrder when the event is ahead of a generation."""
-        for attempt in range(ATTEMPTS):
-            pointer = self.pointer(fresh=attempt > 0)
+        """The outcome per generation the pointer names. Raises OutOfOrder when the event is ahead of one."""
+        pointer = self.pointer()
+        for _attempt in range(ATTEMPTS):
             try:
-                return {g: self.apply_to(pointer, g, envelope) for g in pointer.generations()}
-            except PointerMoved:
-                continue
+                return {g: self.apply_to(g, envelope) for g in pointer.generations()}
             except OutOfOrder:
-                # A gap is only real in a generation the pointer still names: a stale pointer may name one that a
+                # A gap is only real in a generation the pointer still names: an old pointer may name one that a
                 # rebuild has deleted (where every event looks like a gap) and writes nothing that would tell.
-                if self.pointer(fresh=True) == pointer:
+                fresh = self.refresh()
+                if fresh == pointer:
                     raise
+                pointer = fresh
         raise PointerMoved()
 
-    def apply_to(self, pointer: Pointer, generation: int, envelope: EventEnvelope) -> Outcome:
-        """Fold the event into one generation if it is the next version there (PointerMoved if ``pointer`` is
-        stale). A gap raises OutOfOrder: the caller must deliver the event again later, never drop it."""
+    def apply_to(self, generation: int, envelope: EventEnvelope) -> Outcome:
+        """Fold the event into one generation if it is the next version there. A gap raises OutOfOrder: the caller
+        must deliver the event again later, never drop it."""
         for _attempt in range(ATTEMPTS):
             view = self.store.view(generation, envelope.subject)
             outcome = classify(view, envelope.version)
@@ -61,7 +56,7 @@ class Projector:
             if outcome is Outcome.GAP:
                 raise OutOfOrder(envelope, position(view), generation)
             try:
-                self.store.put_view(pointer, generation, evolve(view, envelope), expected_position=position(view))
+                self.store.put_view(generation, evolve(view, envelope), expected_position=position(view))
             except PositionMoved:
                 continue  # another delivery wrote this order meanwhile: look again (now likely a duplicate)
             return outcome

@@ -14,10 +14,17 @@ filtered page reads (and bills) every order of the customer until it finds enoug
 empty with a cursor. Keyed by customer and status, a page reads exactly its rows. The price is a second index
 write per event, and two when the status changes (the row moves between index partitions).
 
-Every write of a summary is one ``TransactWriteItems``: a condition check that the pointer is still at the
-revision the writer read, and the put of the summary conditional on its position (``version``) being the one the
-writer read. So two deliveries of events of the same order cannot both apply (one of them finds the position
-moved), and nobody writes a generation the pointer no longer names (see offline/rebuild.py for the protocol).
+Every write of a summary is one ``PutItem`` conditional on its position (``version``) being the one the writer read
+(on the summary not existing yet for an order's first event): so two deliveries of events of the same order cannot
+both apply, one of them finds the position moved. One write unit per event and generation, plus the indexes'.
+
+The write does not check the pointer: a ``ConditionCheck`` on it would make every write a ``TransactWriteItems``,
+four write units instead of one. What it would guarantee, that no projector holding a pointer from before a rebuild
+started writes the old generation only, comes from a bound on how old a projector's pointer can be: the projector
+reads the pointer when an invocation starts (service.Projector.refresh: one read unit per batch) and Lambda ends an
+invocation at its function's timeout, so no summary is written with a pointer older than
+``PROJECTOR_POINTER_MAX_AGE_SECONDS``. The rebuild waits that long (and a margin) after it moves the pointer before
+it relies on every projector knowing (offline/rebuild.py has the protocol).
 """
 
 from __future__ import annotations
@@ -37,6 +44,11 @@ BY_CUSTOMER_STATUS = "byCustomerStatus"
 # The list reads the active generation from the pointer, trusted for this long. A rebuild waits longer than this
 # after it flips the pointer before it deletes the old generation (offline/rebuild.py).
 LIST_POINTER_TTL_SECONDS = 5.0
+# The projector function's timeout (stacks/projections.py; tests/infra checks the two agree). The projector reads the
+# pointer when an invocation starts and Lambda ends the invocation at its timeout: no summary is written with a
+# pointer read longer ago than that.
+PROJECTOR_TIMEOUT_SECONDS = 30
+PROJECTOR_POINTER_MAX_AGE_SECONDS = float(PROJECTOR_TIMEOUT_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -58,7 +70,7 @@ class PositionMoved(Exception):
 
 
 class PointerMoved(Exception):
-    """The pointer changed since it was read (a rebuild started or finished): read it again."""
+    """The pointer changed since it was read (another rebuild started or finished)."""
 
 
 def prefix(generation: int) -> str:
@@ -127,22 +139,19 @@ class ProjectionStore:
         return Pointer(active=int(item["active"]), building=None if building is None else int(building),
                        revision=int(item["revision"]))
 
-    def _pointer_condition(self, pointer: Pointer) -> dict[str, Any]:
-        if pointer.revision == 0:
-            return {"ConditionExpression": "attribute_not_exists(pk)"}
-        return {
-            "ConditionExpression": "revision = :revision",
-            "ExpressionAttributeValues": to_dynamo({":revision": pointer.revision}),
-        }
-
     def move_pointer(self, read: Pointer, active: int, building: int | None) -> Pointer:
         """Set the pointer if it is still ``read``; PointerMoved otherwise."""
         moved = Pointer(active=active, building=building, revision=read.revision + 1)
         item = {"pk": POINTER_PK, "active": active, "revision": moved.revision}
         if building is not None:
             item["building"] = building
+        if read.revision == 0:
+            condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
+        else:
+            condition = {"ConditionExpression": "revision = :revision",
+                         "ExpressionAttributeValues": to_dynamo({":revision": read.revision})}
         try:
-            self._client.put_item(TableName=self.table, Item=to_dynamo(item), **self._pointer_condition(read))
+            self._client.put_item(TableName=self.table, Item=to_dynamo(item), **condition)
         except self._client.exceptions.ConditionalCheckFailedException:
             raise PointerMoved() from None
         return moved
@@ -154,29 +163,20 @@ class ProjectionStore:
         )
         return _view(from_dynamo(found["Item"])) if "Item" in found else None
 
-    def put_view(self, pointer: Pointer, generation: int, view: OrderSummary, expected_position: int) -> None:
-        """Write the summary and its position together, if the position and the pointer are as read."""
+    def put_view(self, generation: int, view: OrderSummary, expected_position: int) -> None:
+        """Write the summary with its new position if its position is still ``expected_position`` (0: no summary
+        yet); PositionMoved otherwise."""
         if expected_position == 0:
-            put_condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
+            condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
         else:
-            put_condition = {
+            condition = {
                 "ConditionExpression": "version = :position",
                 "ExpressionAttributeValues": to_dynamo({":position": expected_position}),
             }
-        actions = [
-            {"ConditionCheck": {"TableName": self.table, "Key": to_dynamo({"pk": POINTER_PK}),
-                                **self._pointer_condition(pointer)}},
-            {"Put": {"TableName": self.table, "Item": to_dynamo(_item(generation, view)), **put_condition}},
-        ]
         try:
-            self._client.transact_write_items(TransactItems=actions)
-        except self._client.exceptions.TransactionCanceledException as error:
-            pointer_reason, view_reason = (r.get("Code") for r in error.response.get("CancellationReasons", [{}, {}]))
-            if pointer_reason == "ConditionalCheckFailed":
-                raise PointerMoved() from error
-            if view_reason == "ConditionalCheckFailed" or "TransactionConflict" in (pointer_reason, view_reason):
-                raise PositionMoved() from error
-            raise
+            self._client.put_item(TableName=self.table, Item=to_dynamo(_item(generation, view)), **condition)
+        except self._client.exceptions.ConditionalCheckFailedException:
+            raise PositionMoved() from None
 
     def list_views(
         self, generation: int, customer_id: str, status: str | None, limit: int, after: str | None

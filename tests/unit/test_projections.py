@@ -4,6 +4,8 @@ table laid out as stacks/projections.py makes it: convergence under shuffled, du
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import uuid
 from collections.abc import Iterator
@@ -28,7 +30,7 @@ from orders.events import (
 )
 from projections.queries import BadQuery, decode_cursor, encode_cursor, parse_list_orders
 from projections.service import Projector
-from projections.store import INITIAL_POINTER, PointerMoved, PositionMoved, ProjectionStore
+from projections.store import PositionMoved, ProjectionStore
 from projections.views import OrderSummary, Outcome, OutOfOrder, classify, evolve
 from shared.events import DomainEvent, EventEnvelope, UnknownEventType, wrap
 
@@ -221,9 +223,12 @@ def test_two_deliveries_racing_on_one_position_cannot_both_apply(ddb: Any) -> No
     placed, priced, _ = history(str(uuid.uuid4()), "alice", "CONFIRMED")
     Projector(store).apply(placed)
     view = store.view(1, placed.subject)
-    store.put_view(INITIAL_POINTER, 1, evolve(view, priced), expected_position=1)  # the other delivery won
+    store.put_view(1, evolve(view, priced), expected_position=1)  # the other delivery won
     with pytest.raises(PositionMoved):
-        store.put_view(INITIAL_POINTER, 1, evolve(view, priced), expected_position=1)
+        store.put_view(1, evolve(view, priced), expected_position=1)
+    with pytest.raises(PositionMoved):  # and a first event is written once
+        store.put_view(1, evolve(None, placed), expected_position=0)
+    assert store.view(1, placed.subject) == evolve(view, priced)
 
 
 def test_a_lost_race_looks_again_and_finds_a_duplicate(ddb: Any) -> None:
@@ -244,17 +249,86 @@ def test_a_lost_race_looks_again_and_finds_a_duplicate(ddb: Any) -> None:
     assert store.view(1, placed.subject).version == 2
 
 
-def test_a_stale_pointer_fails_its_write_and_the_projector_writes_both_generations(ddb: Any) -> None:
+def test_an_event_is_one_conditional_put_per_generation_and_nothing_else(ddb: Any) -> None:
+    """One write unit per event and generation: a PutItem conditional on the position, no transaction, no check of
+    the pointer (the rebuild's wait stands in for it: offline/rebuild.py)."""
     store = fresh_store(ddb)
     placed, priced, _ = history(str(uuid.uuid4()), "alice", "CONFIRMED")
     projector = Projector(store)
-    projector.apply(placed)  # caches the pointer: generation 1, no rebuild
+    projector.refresh()
+    calls: list[tuple[str, dict[str, Any]]] = []
+    record = lambda params, model, **_: calls.append((model.name, params))  # noqa: E731
+    ddb.meta.events.register("provide-client-params.dynamodb.*", record)
+    try:
+        projector.apply(placed)
+        projector.apply(priced)
+        projector.apply(priced)  # a duplicate: read, nothing written
+        assert [name for name, _ in calls] == ["GetItem", "PutItem", "GetItem", "PutItem", "GetItem"]
+        assert [params.get("ConditionExpression") for _, params in calls] == [
+            None, "attribute_not_exists(pk)", None, "version = :position", None]
+        store.move_pointer(store.pointer(), active=1, building=2)  # a rebuild starts and replays the order's start
+        Projector(store).apply_to(2, placed)
+        projector.refresh()
+        calls.clear()
+        assert projector.apply(priced) == {1: Outcome.DUPLICATE, 2: Outcome.APPLY}
+    finally:
+        ddb.meta.events.unregister("provide-client-params.dynamodb.*", record)
+    assert [name for name, _ in calls] == ["GetItem", "GetItem", "PutItem"]  # one write, in generation 2 only
+    assert store.view(2, placed.subject) == store.view(1, placed.subject)
+
+
+def test_a_projector_writes_with_the_pointer_its_invocation_started_with(ddb: Any) -> None:
+    """While a rebuild starts, a projector invocation that read the pointer before writes the old generation only.
+    That is safe because what it writes is committed already and the rebuild replays only after every such
+    invocation has ended (offline/rebuild.py, step 2); the next invocation reads the pointer and writes both."""
+    store = fresh_store(ddb)
+    placed, priced, confirmed = history(str(uuid.uuid4()), "alice", "CONFIRMED")
+    projector = Projector(store)
+    projector.refresh()
+    projector.apply(placed)
     building = store.move_pointer(store.pointer(), active=1, building=2)  # a rebuild starts
-    with pytest.raises(PointerMoved):
-        store.put_view(INITIAL_POINTER, 1, evolve(store.view(1, placed.subject), priced), expected_position=1)
-    Projector(store).apply_to(building, 2, placed)  # the replay got there first
-    assert projector.apply(priced) == {1: Outcome.APPLY, 2: Outcome.APPLY}
-    assert store.view(1, placed.subject) == store.view(2, placed.subject)
+    assert projector.apply(priced) == {1: Outcome.APPLY}  # the same invocation: generation 1 only
+    for envelope in (placed, priced):  # the rebuild's replay, after its wait: the event store has both
+        Projector(store).apply_to(2, envelope)
+    projector.refresh()  # the next invocation
+    assert projector.pointer() == building
+    assert projector.apply(confirmed) == {1: Outcome.APPLY, 2: Outcome.APPLY}
+    assert store.view(1, placed.subject) == store.view(2, placed.subject) == fold([placed, priced, confirmed])
+
+
+def test_the_projector_function_reads_the_pointer_once_per_invocation_before_any_record(
+    ddb: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PROJECTIONS_TABLE", os.environ.get("PROJECTIONS_TABLE", "projections"))
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Orderflow"))
+    from projections import projector as function
+    from tests.unit.test_payments_api import FakeContext
+
+    store = fresh_store(ddb)
+    seen: list[str] = []
+
+    class Watched(Projector):
+        def refresh(self) -> Any:
+            seen.append("pointer")
+            return super().refresh()
+
+        def apply(self, envelope: EventEnvelope) -> Any:
+            seen.append(f"v{envelope.version}")
+            return super().apply(envelope)
+
+    watched = Watched(store)
+    monkeypatch.setattr(function, "projector", lambda: watched)
+    events = history(str(uuid.uuid4()), "alice", "CONFIRMED")
+    batch = lambda *envelopes: {"Records": [  # noqa: E731
+        {"messageId": str(n), "body": json.dumps({"detail": e.to_wire()}), "receiptHandle": "r",
+         "attributes": {}, "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+         "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:inbox", "awsRegion": "us-east-1"}
+        for n, e in enumerate(envelopes)
+    ]}
+    assert function.handler(batch(events[1], events[0]), FakeContext()) == {"batchItemFailures": []}
+    assert function.handler(batch(events[2]), FakeContext()) == {"batchItemFailures": []}
+    assert seen == ["pointer", "v1", "v2", "pointer", "v3"]
+    assert store.view(1, events[0].subject) == fold(events)
 
 
 def test_the_list_reads_newest_first_by_customer_and_status(ddb: Any) -> None:
@@ -289,7 +363,8 @@ def test_a_gap_seen_through_a_stale_pointer_is_checked_against_the_current_one(d
     stale = Projector(store)
     stale.apply(placed)  # caches generation 1
     rebuilt = store.move_pointer(store.pointer(), active=1, building=2)
-    Projector(store).apply_to(rebuilt, 2, placed)
+    Projector(store).apply_to(2, placed)
     store.move_pointer(rebuilt, active=2, building=None)
     store.delete_generation(1)
     assert stale.apply(priced) == {2: Outcome.APPLY}
+    assert stale.pointer().active == 2
