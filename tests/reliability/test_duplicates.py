@@ -4,7 +4,10 @@ state it leaves is the state of delivering everything once, in order.
 One harness for every consumer, at the delivery level (``offline.chaos.DeliveryChaos``): each SQS message, stream
 batch, Step Functions task and asynchronous invocation of every function in the template is delivered 1..5
 times, batches are shuffled, and some deliveries come late (after later ones, or only once every saga has
-finished). A consumer added to the template is covered without a change here.
+finished). A consumer added to the template is covered without a change here (test_duplicates_control.py proves
+it with two consumers this module never heard of, and proves the comparison catches one that is not idempotent).
+Both saga profiles run: under Express a duplicate OrderPlaced starts another execution, so an order's steps also
+run in several executions at once.
 
 Each hypothesis example draws a small shop (products, customers with or without money, orders whose outcome does
 not depend on timing: confirmed, declined, out of stock, unknown product) and runs it twice in one runtime, under
