@@ -7,6 +7,8 @@ Uses the session's synthesized apps (tests/infra/conftest.py): the default ("sta
 
 from __future__ import annotations
 
+import ast
+import builtins
 import json
 import re
 from typing import Any
@@ -153,21 +155,125 @@ def test_every_compensation_path_starts_by_cancelling_the_order() -> None:
     assert states["FlagNeedsAttention"]["Next"] == "SagaNeedsAttention" and states["SagaNeedsAttention"]["Type"] == "Fail"
 
 
-def test_every_task_has_a_timeout_jittered_retries_and_typed_catches() -> None:
-    for name, state in DEFINITION["States"].items():
-        if state["Type"] != "Task":
-            continue
+# The package of each participant (functions/<package>/): its exception class names are the Step Functions errors.
+PACKAGES = {"InventorySagaFunction": "inventory", "PaymentsSagaFunction": "payments", "OrdersSagaFunction": "orders"}
+# Errors that are transient by design, whatever service raises them: never in a "do not retry" list.
+TRANSIENT_BY_DESIGN = {"ConcurrencyError", "Runtime.ExitError", "Sandbox.Timedout", "Lambda.Unknown", "States.Timeout",
+                       "Lambda.ServiceException", "Lambda.TooManyRequestsException"}
+
+
+def tasks() -> dict[str, dict[str, Any]]:
+    return {name: state for name, state in DEFINITION["States"].items() if state["Type"] == "Task"}
+
+
+def exception_classes(package: str) -> set[str]:
+    """The exception classes defined in functions/<package>/ and functions/shared/ (read, not imported)."""
+    bases: dict[str, list[str]] = {}
+    for folder in (package, "shared"):
+        for source in sorted((DEFINITION_FILE.parents[1] / "functions" / folder).glob("*.py")):
+            for node in ast.walk(ast.parse(source.read_text())):
+                if isinstance(node, ast.ClassDef):
+                    bases.setdefault(node.name, []).extend(
+                        b.id if isinstance(b, ast.Name) else getattr(b, "attr", "") for b in node.bases)
+
+    def is_exception(name: str, seen: frozenset[str] = frozenset()) -> bool:
+        builtin = getattr(builtins, name, None)
+        if isinstance(builtin, type) and issubclass(builtin, BaseException):
+            return True
+        return name not in seen and any(is_exception(base, seen | {name}) for base in bases.get(name, []))
+
+    return {name for name in bases if is_exception(name)}
+
+
+def never_retried(state: dict[str, Any]) -> set[str]:
+    return set(state["Retry"][0]["ErrorEquals"])
+
+
+def test_every_task_retries_every_error_but_its_business_ones_with_jitter() -> None:
+    """A handler's exception reaches Step Functions under its class name (a throttle the handler met is
+    ProvisionedThroughputExceededException, ThrottlingException, ClientError...), a crash as Runtime.ExitError: no
+    list of transient names can be complete, so each task lists what it must NOT retry and retries the rest."""
+    for name, state in tasks().items():
         assert state["TimeoutSeconds"] == 30, name
-        retried = [retry for retry in state["Retry"] if retry.get("MaxAttempts", 3) > 0]
-        assert retried and all(retry["JitterStrategy"] == "FULL" for retry in retried), name
-        assert "States.ALL" not in state["Retry"][0]["ErrorEquals"] or name in COMPENSATIONS, name
-        assert state["Catch"], name
-    for name in COMPENSATIONS:  # errors that can never succeed are not retried
-        assert DEFINITION["States"][name]["Retry"][0]["MaxAttempts"] == 0
-        assert {"InvalidRequest", "InvalidTransition", "AlreadyConfirmed"} <= set(DEFINITION["States"][name]["Retry"][0]["ErrorEquals"])
+        first, last = state["Retry"]  # exactly two retriers; AWS and moto take the first whose ErrorEquals matches
+        assert first == {"ErrorEquals": first["ErrorEquals"], "MaxAttempts": 0}, name
+        assert "States.ALL" not in first["ErrorEquals"] and first["ErrorEquals"], name
+        assert last["ErrorEquals"] == ["States.ALL"], name  # alone, and in the last retrier (the ASL spec)
+        assert 1 <= last["MaxAttempts"] <= 5 and last["JitterStrategy"] == "FULL", name
+        assert last["IntervalSeconds"] >= 1 and last["BackoffRate"] > 1 and last["MaxDelaySeconds"] >= 1, name
+        assert state["Catch"] and state["Catch"][-1]["ErrorEquals"] == ["States.ALL"], name
 
 
-COMPENSATIONS = ("CancelOrder", "CancelUnpaidOrder", "VoidAuthorization", "ReleaseInventory", "FlagNeedsAttention")
+@pytest.mark.parametrize("name", sorted(tasks()))
+def test_what_a_task_never_retries_is_an_error_its_participant_raises(name: str) -> None:
+    """Every name in the "do not retry" list is an exception class of the service the task invokes (a typo would
+    silently retry a business error); nothing transient is in it; and every business error the task catches by
+    name is in it (a declined payment is not tried again)."""
+    state = tasks()[name]
+    package = PACKAGES[state["Parameters"]["FunctionName"][2:-1]]
+    assert never_retried(state) <= exception_classes(package), (name, never_retried(state) - exception_classes(package))
+    assert not never_retried(state) & TRANSIENT_BY_DESIGN, name
+    assert "InvalidRequest" in never_retried(state), name  # a malformed payload never becomes valid
+    caught = {error for catch in state["Catch"] for error in catch["ErrorEquals"]} - {"States.ALL"}
+    assert caught <= never_retried(state), name
+
+
+def test_the_business_errors_each_step_ends_in_are_never_retried() -> None:
+    states = DEFINITION["States"]
+    assert {"OutOfStock", "UnknownProduct", "ReservationCancelled"} <= never_retried(states["ReserveInventory"])
+    assert {"PaymentDeclined", "AuthorizationCancelled"} <= never_retried(states["AuthorizePayment"])
+    assert "InvalidTransition" in never_retried(states["ConfirmOrder"])  # e.g. cancelled by a duplicate execution
+    for cancel in ("CancelOrder", "CancelUnpaidOrder"):
+        assert {"AlreadyConfirmed", "InvalidTransition"} <= never_retried(states[cancel])
+    assert "PaymentAlreadyCaptured" in never_retried(states["VoidAuthorization"])
+    assert "InvalidTransition" in never_retried(states["ReleaseInventory"])  # released after a commit
+
+
+# ------------------------------------------------------------------------------------------ the time budget
+EXPRESS_CAP = 300  # seconds: an Express execution is stopped after five minutes
+FAST_ATTEMPT = 4  # seconds an attempt that fails fast may take (a throttle once the SDK gave up, a crash, a 5xx)
+
+
+def retry_plan(state: dict[str, Any]) -> tuple[int, float]:
+    """(attempts, the longest total wait between them) of a task whose error every attempt is retried."""
+    retrier = state["Retry"][-1]
+    waits = [min(retrier["IntervalSeconds"] * retrier["BackoffRate"] ** k, retrier["MaxDelaySeconds"])
+             for k in range(retrier["MaxAttempts"])]
+    return retrier["MaxAttempts"] + 1, sum(waits)  # full jitter waits a random time up to each of these
+
+
+def task_paths(name: str | None = None) -> list[list[str]]:
+    """Every path through the definition (Next and every Catch), as the tasks it runs."""
+    states = DEFINITION["States"]
+    state = states[name or DEFINITION["StartAt"]]
+    here = [name or DEFINITION["StartAt"]] if state["Type"] == "Task" else []
+    following = {state["Next"]} if "Next" in state else set()
+    following |= {catch["Next"] for catch in state.get("Catch", [])}
+    ends = [here] if state.get("End") or state["Type"] in ("Succeed", "Fail") else []
+    return ends + [here + rest for after in sorted(following) for rest in task_paths(after)]
+
+
+def test_the_retries_fit_the_workflow_time_budget(stack: OrderflowStack, resources: Resources) -> None:
+    """TimeoutSeconds ends the execution without compensating (alarmed: ExecutionsTimedOut), so the retries of the
+    longest path must end before it: every step retried to its last attempt, each attempt failing fast; or one
+    forward step and one compensation whose every attempt runs to the function's timeout (an outage)."""
+    budget = DEFINITION["TimeoutSeconds"]
+    assert budget <= EXPRESS_CAP
+    timeout = max(resources[lid(function.function)]["Properties"]["Timeout"] for function in participants(stack).values())
+    forward = set(happy_path(DEFINITION))
+    paths = task_paths()
+    assert max(map(len, paths)) == 7  # reserve, authorize, confirm, cancel, void, release, flag
+    for path in paths:
+        plans = {name: retry_plan(DEFINITION["States"][name]) for name in path}
+        all_fast = sum(attempts * FAST_ATTEMPT + waits for attempts, waits in plans.values())
+        assert all_fast <= budget, (path, all_fast)
+        slow = {name: attempts * timeout + waits for name, (attempts, waits) in plans.items()}
+        for step in forward & set(path):
+            for compensation in set(path) - forward:
+                outage = slow[step] + slow[compensation] + FAST_ATTEMPT * (len(path) - 2)
+                assert outage <= budget, (path, step, compensation, outage)
+    assert retry_plan(DEFINITION["States"]["ReserveInventory"]) == (4, 7)  # what the definition's Comment says
+    assert retry_plan(DEFINITION["States"]["CancelOrder"]) == (6, 31)
 
 
 def test_saga_functions_time_out_before_their_tasks(stack: OrderflowStack, resources: Resources) -> None:
