@@ -15,12 +15,12 @@ empty with a cursor. Keyed by customer and status, a page reads exactly its rows
 write per event, and two when the status changes (the row moves between index partitions).
 
 Both indexes project every attribute, and that costs no extra index write: each event changes attributes a page
-shows (status, total, reason, updatedAt, version), so a narrower projection still rewrites the entry. Only a
-keys-only ``byCustomer`` would skip its write when the status changes, by making every page a Query plus a
-BatchGetItem of its rows (about ten read units for a page of 20 instead of one or two); one index for both lists
-(merging the four status partitions) would skip ``byCustomer`` altogether, but an order changing status could then
-be missing from an unfiltered page for a moment. Neither is taken: a customer reads the list about as often as they
-order.
+shows (status, total, reason, updatedAt, version), so a narrower projection still rewrites the entry. A keys-only
+``byCustomer`` would skip its write for every event after an order's first (one write unit per order), by making
+every page a Query plus a BatchGetItem of its rows (about ten read units for a page of 20 instead of one or two):
+a loss once a customer reads about one page per order. One index for both lists (merging the four status
+partitions) would skip ``byCustomer`` altogether, but an order changing status could then be missing from an
+unfiltered page for a moment. Neither is taken.
 
 Every write of a summary is one ``PutItem`` conditional on its position (``version``) being the one the writer read
 (on the summary not existing yet for an order's first event): so two deliveries of events of the same order cannot
