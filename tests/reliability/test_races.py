@@ -67,8 +67,8 @@ CUSTOMERS = ("ann", "bob", "cyd")
 OPENING_BALANCES = {"ann": Decimal("20.00"), "bob": Decimal("100.00"), "cyd": Decimal("5.00")}
 SKUS = ("SKU-A", "SKU-B", "SKU-C")
 PRICES = (Decimal("3.00"), Decimal("5.00"))
-# Step Functions retries a lost race (ConcurrencyError) 4 times with backoff; a few more here, since a step's
-# threads all start at one barrier: more contention than real traffic has.
+# Step Functions retries a lost race (ConcurrencyError, like any error not raised by design) 3 times with backoff;
+# a few more here, since a step's threads all start at one barrier: more contention than real traffic has.
 STEP_RETRIES = 8
 COMPENSATION_RETRIES = 5  # the ASL's States.ALL retry of a compensation, before it flags the order
 JOIN_SECONDS = 120
