@@ -47,9 +47,9 @@ def projector() -> Projector:
 
 def record_handler(record: SQSRecord) -> None:
     envelope = envelope_from_eventbridge(record.body)
+    # The correlation id of an order event is its order id (its subject): one line per event, with no copy of it.
     logger.set_correlation_id(envelope.correlationid)
-    logger.append_keys(order_id=envelope.subject, event_id=envelope.id, event_type=envelope.type,
-                       version=envelope.version)
+    logger.append_keys(event_id=envelope.id, event_type=envelope.type, version=envelope.version)
     try:
         outcomes = projector().apply(envelope)
     except OutOfOrder as gap:

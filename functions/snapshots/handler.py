@@ -4,6 +4,11 @@ Each service snapshots its own event store with a function of its own (snapshots
 so no function reads another service's table. Snapshot intervals (events between two snapshots of one
 aggregate) come from the environment, set in stacks/snapshots.py: ORDER_SNAPSHOT_INTERVAL and
 ACCOUNT_SNAPSHOT_INTERVAL.
+
+Logs: an aggregate is due once every ``interval`` events, so almost every record finds nothing to do; that
+outcome (NOT_DUE) and the batch summary log at DEBUG. A snapshot written or superseded logs at INFO, one too
+large, an ignored stored snapshot, skipped records and failures at WARNING or ERROR, each line with the
+aggregate's correlation id (the order id on an order's path). The metrics are emitted whatever the level.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ def _report(result: Result) -> None:
         logger.warning("stored snapshot ignored", extra={**where, "reason": taken.ignored})
     if taken.outcome in _METRICS:
         metrics.add_metric(name=_METRICS[taken.outcome], unit=MetricUnit.Count, value=1)
-    log = logger.warning if taken.outcome is Outcome.TOO_LARGE else logger.info
+    log = {Outcome.TOO_LARGE: logger.warning, Outcome.NOT_DUE: logger.debug}.get(taken.outcome, logger.info)
     log("snapshot", extra={**where, "outcome": taken.outcome.value, "snapshot_version": taken.version})
 
 
@@ -51,5 +56,5 @@ def handle(event: dict[str, Any], sources: Mapping[str, Source]) -> dict[str, An
     logger.set_correlation_id(None)
     if batch.skipped:
         logger.warning("records skipped: not event INSERTs of this function's table", extra={"skipped": batch.skipped})
-    logger.info("batch done", extra={"records": len(records), "aggregates": len(batch.results)})
+    logger.debug("batch done", extra={"records": len(records), "aggregates": len(batch.results)})
     return batch.batch_item_failures()

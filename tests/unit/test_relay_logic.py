@@ -1,15 +1,23 @@
-"""The relay's logic against a fake EventBridge (no boto3): chunking, partial failures, poison records."""
+"""The relay's logic against a fake EventBridge (no boto3): chunking, partial failures, poison records; and the
+handler's log lines (one compact line per event, against moto's EventBridge)."""
 
 from __future__ import annotations
 
+import importlib
+import io
 import json
+import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import boto3
 import pytest
-
 from boto3.dynamodb.types import TypeSerializer
+from moto import mock_aws
+
+import shared.aws
 
 from relay.logic import MAX_REQUEST_BYTES, entry_size, relay, to_entry
 from shared.events import DomainEvent, wrap
@@ -187,3 +195,48 @@ def test_nothing_published_means_no_lag() -> None:
     bus = FakeBus(reject=lambda call, entry: "InternalFailure")
     result = relay([record(0)], bus, sleep=lambda s: None)
     assert result.publish_lags_ms == [] and result.failed_sequence_numbers == ["1000"]
+
+
+@dataclass
+class Context:
+    function_name: str = "relay"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:relay"
+    aws_request_id: str = "7d2f3c1e-0000-4c55-9d59-3f1b8f0c7a11"
+
+
+def test_the_handler_logs_one_compact_line_per_event_with_its_correlation_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The published event's line is its only trace in the logs: the correlation id (the order id), the event id
+    and type, nothing more (CloudWatch Logs bills every byte); a record that was not published says where Lambda
+    retries from."""
+    monkeypatch.setenv("EVENT_BUS_NAME", "orderflow-bus")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "Orderflow")
+    published, unreadable = [record(1), record(2)], record(3, kind="snapshot")
+    with mock_aws():
+        boto3.client("events").create_event_bus(Name="orderflow-bus")
+        sys.modules.pop("relay.handler", None)
+        shared.aws.client.cache_clear()
+        try:
+            handler = importlib.import_module("relay.handler")
+            stream = io.StringIO()
+            previous = handler.logger.registered_handler.setStream(stream)
+            try:
+                answer = handler.handler({"Records": [*published, unreadable]}, Context())
+            finally:
+                handler.logger.registered_handler.setStream(previous)
+        finally:
+            sys.modules.pop("relay.handler", None)
+            shared.aws.client.cache_clear()
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "1003"}]}
+    lines = [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
+    event_ids = [r["dynamodb"]["NewImage"]["id"]["S"] for r in (*published, unreadable)]
+    own = {"level", "message", "correlation_id", "event_id", "type", "location", "timestamp", "service"}
+    context_keys = {"cold_start", "function_name", "function_memory_size", "function_arn", "function_request_id"}
+    assert [(line["level"], line["message"], line["correlation_id"], line["event_id"], line["type"])
+            for line in lines[:2]] == [("INFO", "event published", f"order-{n}", event_ids[n - 1], "Happened")
+                                       for n in (1, 2)]
+    assert all(set(line) <= own | context_keys for line in lines[:2]), lines[:2]
+    [failed] = lines[2:]
+    assert (failed["level"], failed["correlation_id"], failed["event_id"], failed["sequence_number"]) == (
+        "ERROR", "order-3", event_ids[2], "1003")
+    assert "not an event or outbox item" in failed["error"]

@@ -1,10 +1,13 @@
 """The snapshotter Lambdas on stream batches (moto tables with streams): it snapshots the aggregates that are
-due, reads only its own tables, writes nothing for duplicates, skips what is not an event item, and reports the
-first record of an aggregate it could not snapshot."""
+due, reads only its own tables, writes nothing for duplicates, skips what is not an event item, reports the
+first record of an aggregate it could not snapshot, and logs at INFO only what it wrote."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
+import json
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -162,6 +165,50 @@ def test_the_snapshotters_snapshot_due_aggregates(handlers: dict[str, ModuleType
     payments.deposit("bob", "d6", Decimal("10.00"))
     invoke(handlers, PAYMENTS, streams.read(PAYMENTS))
     assert payments_store.load_snapshot(account_id("bob")).version == 7  # type: ignore[union-attr]
+
+
+@contextlib.contextmanager
+def json_log_lines(module: ModuleType, level: str) -> Iterator[list[dict[str, Any]]]:
+    """The JSON lines the module's Powertools logger writes meanwhile, at ``level`` (LOG_LEVEL on Lambda)."""
+    logger = module.logger
+    stream, lines = io.StringIO(), []
+    previous_stream, previous_level = logger.registered_handler.setStream(stream), logger.log_level
+    logger.setLevel(level)
+    try:
+        yield lines
+    finally:
+        logger.setLevel(previous_level)
+        logger.registered_handler.setStream(previous_stream)
+        lines += [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
+
+
+def test_at_info_only_a_snapshot_written_is_logged_and_the_metrics_stay(
+    handlers: dict[str, ModuleType], aws: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Almost every record finds its aggregate not due: that costs no log line at INFO (CloudWatch Logs bills
+    ingestion); a snapshot written is one line with the order id as its correlation id, and its metric."""
+    orders = OrderService(DynamoDBEventStore(ORDERS, aws))
+    streams = Streams(aws)
+    order_id = place_and_confirm(orders, "k1")  # 3 events, due at 2
+    first_event = streams.read(ORDERS)[:1]
+    capsys.readouterr()
+
+    with json_log_lines(handlers[ORDERS], "INFO") as nothing_due:
+        assert invoke(handlers, ORDERS, first_event) == {"batchItemFailures": []}
+    assert nothing_due == []
+    with json_log_lines(handlers[ORDERS], "DEBUG") as when_debugging:
+        assert invoke(handlers, ORDERS, first_event) == {"batchItemFailures": []}
+    assert [(line["message"], line.get("correlation_id"), line.get("outcome")) for line in when_debugging] == [
+        ("snapshot", order_id, "NOT_DUE"), ("batch done", None, None),
+    ]
+
+    whole_history = Streams(aws).read(ORDERS)
+    with json_log_lines(handlers[ORDERS], "INFO") as written:
+        assert invoke(handlers, ORDERS, whole_history) == {"batchItemFailures": []}
+    assert [(line["level"], line["message"], line["correlation_id"], line["aggregate_id"], line["outcome"],
+             line["snapshot_version"]) for line in written] == [("INFO", "snapshot", order_id, order_id, "WRITTEN", 3)]
+    emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert [document.get("SnapshotsWritten") for document in emitted] == [[1.0]]
 
 
 def test_a_snapshotter_skips_another_tables_records(handlers: dict[str, ModuleType], aws: Any) -> None:
