@@ -14,10 +14,11 @@ from constructs import Construct
 # written, so a state-based table does not keep every message it ever published.
 OUTBOX_TTL_ATTRIBUTE = "expires_at"
 
-# The event store is append-only, and IAM says so: the function can put new items (always conditional,
-# inside TransactWriteItems) and read, but never update or delete an event.
+# The event store is append-only, and IAM says so: the function can put new items (always conditional: one
+# PutItem per event, or a TransactWriteItems of conditional Puts for several, which IAM authorizes as PutItem) and
+# read, but never update or delete an event. No ConditionCheckItem: no append checks an item it does not write
+# (functions/shared/event_store.py).
 EVENT_STORE_ACTIONS = (
-    "dynamodb:ConditionCheckItem",
     "dynamodb:GetItem",
     "dynamodb:PutItem",
     "dynamodb:Query",

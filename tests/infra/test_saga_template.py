@@ -479,7 +479,7 @@ def own(function: PythonFunction) -> set[tuple[str, str]]:
     return allow(LOG_WRITE, get_att(function.log_group, "Arn")) | allow(XRAY, "*")
 
 
-EVENT_STORE = ("dynamodb:ConditionCheckItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query")
+EVENT_STORE = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query")  # conditional puts only: no ConditionCheckItem
 IDEMPOTENCY = ("dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
 
 

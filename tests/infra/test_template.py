@@ -149,7 +149,7 @@ def test_orders_function_may_only_use_its_event_store(stack: OrderflowStack, res
         | allow(XRAY, "*")
         # Append-only event store: no UpdateItem, no DeleteItem.
         | allow(
-            ("dynamodb:ConditionCheckItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"),
+            ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"),
             get_att(stack.orders.table, "Arn"),
         )
     )
