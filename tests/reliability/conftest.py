@@ -2,9 +2,9 @@
 that say whether an order came out whole (terminal, every effect exactly once, nothing lost, nothing left over).
 
 ``Shop`` plays the operators and the customers: it stocks products, credits accounts and places orders through
-the API, as a client that honours the Idempotency-Key contract (a 5xx or a 409 "still in progress" is retried with
-the same key). ``Shop.verify_order`` returns the violations it finds as sentences (an empty list is a pass), so a
-sweep can report every broken case at once.
+the API, as a client that honours the Idempotency-Key contract (a 5xx, or a 409 from a lost concurrency race, is
+retried with the same key). ``Shop.verify_order`` returns the violations it finds as sentences (an empty list is a
+pass), so a sweep can report every broken case at once.
 """
 
 from __future__ import annotations
@@ -133,10 +133,10 @@ class Shop:
     def place(self, stage: Stage, *, key: str | None = None, max_attempts: int = 6) -> Placed:
         """POST /orders as a client that retries a 5xx or a 409 with the same Idempotency-Key (the contract).
 
-        Before a retry the runtime settles, which is what waiting a moment does. A 409 means the first request is
-        still "in progress" (its invocation died holding the idempotency record): Powertools lets a retry take
-        over once the record's in-progress expiry (the function's remaining time) has passed, so the client waits
-        that long; ``expire_in_progress`` stands for the wait.
+        Before a retry the runtime settles, which is what waiting a moment does. The API keeps no idempotency
+        record (the order id is derived from the caller and the key, and the append is conditional): a retry of a
+        request whose invocation died finds the order it appended, or appends it. A 409 only means the request
+        lost a concurrency race on the order's stream every time it tried; the same request again succeeds.
         """
         key = key or uuid.uuid4().hex
         body = {"items": [{"sku": stage.sku, "quantity": stage.quantity}]}
@@ -149,8 +149,6 @@ class Shop:
                 raise AssertionError(f"POST /orders answered {response.status}, which a client does not retry: "
                                      f"{response.body}")
             self.rt.settle()
-            if response.status == 409:
-                self.expire_in_progress()
         raise AssertionError(f"POST /orders still failing after {max_attempts} attempts: {response.status} "
                              f"{response.body}")
 
@@ -173,8 +171,8 @@ class Shop:
             self.expire_in_progress(package=invocation.handler.split(".", 1)[0])
 
     def expire_in_progress(self, package: str | None = None) -> None:
-        """Time passes for the idempotency records left in progress by a dead invocation (the client waits out
-        the function's timeout): their in-progress expiry moves to the past, nothing else changes. ``package``
+        """Time passes for the idempotency records left in progress by a dead invocation (its redelivery waits
+        out the function's timeout): their in-progress expiry moves to the past, nothing else changes. ``package``
         keeps to the records of that code (Powertools keys are ``<function>.<module>.<callable>#<hash>``)."""
         ddb = boto3.client("dynamodb")
         past = str(int(time.time() * 1000) - 1)
