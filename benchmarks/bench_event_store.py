@@ -11,8 +11,9 @@ and query takes. Three ways:
 
 It is a benchmark, not a test: it prints a table and asserts nothing about time. moto is much slower per item
 than DynamoDB (it answers a 1 MB Query page in seconds, DynamoDB in tens of milliseconds), so read the figures
-as relative: what grows with the history and what stays flat. The history is stored the way append stores it,
-without moto's TransactWriteItems (it deep-copies the table for every item, which makes seeding 10,000 slow).
+as relative: what grows with the history and what stays flat. The history is seeded with the items append
+writes, 25 to a BatchWriteItem call (append puts each event with a conditional PutItem of its own: ten thousand
+calls, about three times as long to seed, and seeding is not what is measured).
 """
 
 from __future__ import annotations

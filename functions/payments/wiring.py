@@ -1,5 +1,5 @@
-"""The payments functions' table and service, made once per process (cold start). The API has its own (it also
-needs the idempotency table)."""
+"""The payments functions' table and service, made once per process (cold start). The API makes its own service
+(payments/api.py): its event store logs and counts each deposit once the append has committed."""
 
 from __future__ import annotations
 
