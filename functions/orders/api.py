@@ -23,6 +23,7 @@ from shared.http import HttpError, parse_json_body
 from shared.identity import Caller
 from shared.rest import idempotency_key, install_error_handlers, json_response, require_caller
 from shared.settings import EnvSettings, load_settings
+from shared.keys import IDEMPOTENCY_KEY_RULE
 
 from .commands import PlaceOrder, PlaceOrderRequest
 from .domain import Order
@@ -87,7 +88,7 @@ def post_order() -> Response:
     except ValidationError as error:
         fields = {str(detail["loc"][0]) for detail in error.errors() if detail.get("loc")}
         if "idempotency_key" in fields:
-            message = "the Idempotency-Key header must be 1-128 visible ASCII characters"
+            message = f"the Idempotency-Key header must be {IDEMPOTENCY_KEY_RULE}"
         elif "contact_email" in fields:
             message = "the email claim of the caller's token is not a usable address (at most 254 characters)"
         else:

@@ -31,6 +31,7 @@ from shared.history import BadHistoryQuery, page, parse_history_query
 from shared.http import HttpError, parse_json_body
 from shared.rest import idempotency_key, install_error_handlers, json_response, require_admin, require_caller
 from shared.settings import EnvSettings, load_settings
+from shared.keys import IDEMPOTENCY_KEY_RULE
 
 from .commands import DepositFunds, DepositRequest
 from .domain import DepositConflict
@@ -99,7 +100,7 @@ def post_deposit(customer_id: str) -> Response:
         command = DepositFunds(customer_id=customer_id, idempotency_key=key, amount=body.amount)
     except ValueError:
         raise HttpError(
-            HTTPStatus.BAD_REQUEST, "the Idempotency-Key header must be 1-128 visible ASCII characters"
+            HTTPStatus.BAD_REQUEST, f"the Idempotency-Key header must be {IDEMPOTENCY_KEY_RULE}"
         ) from None
     logger.append_keys(customer_id=customer_id, idempotency_key=key)
     return json_response(HTTPStatus.CREATED, deposit_funds(command=command))

@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from shared.keys import IdempotencyKey
+
 from .domain import money, to_amount
 
 MAX_DEPOSIT = Decimal("1000000")
@@ -15,7 +17,6 @@ _DECIMAL_STRING = re.compile(r"^(0|[1-9][0-9]{0,11})(\.[0-9]{1,2})?$")
 
 CustomerId = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
 OrderId = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
-IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
 
 
 def _amount(value: str) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.metrics import MetricUnit
+from .keys import IDEMPOTENCY_KEY_RULE
 
 from .event_store import ConcurrencyError
 from .http import HttpError
@@ -53,7 +54,7 @@ def idempotency_key(app: APIGatewayRestResolver) -> str:
         raise HttpError(HTTPStatus.BAD_REQUEST, f"give one {IDEMPOTENCY_KEY} header, not {len(values)} different ones")
     key = event.headers.get(IDEMPOTENCY_KEY)  # Powertools v3 headers are case-insensitive
     if key is None:
-        raise HttpError(HTTPStatus.BAD_REQUEST, f"the {IDEMPOTENCY_KEY} header is required (1-128 visible ASCII characters)")
+        raise HttpError(HTTPStatus.BAD_REQUEST, f"the {IDEMPOTENCY_KEY} header is required ({IDEMPOTENCY_KEY_RULE})")
     return key
 
 

@@ -61,9 +61,10 @@ CONTENT_TYPES = ["application/json"] * 8 + [
     "application/json\r\nX-Injected: 1",
 ]
 
-# Keys outside 1-128 visible ASCII characters: refused with a 400 by every route that takes a key.
+# Keys outside 1-128 visible ASCII characters without commas: refused with a 400 by every route that takes a key
+# (a comma is how HTTP joins repeated header lines: "k6,k7" may be two keys).
 BAD_IDEMPOTENCY_KEYS = [
-    "", " ", "a b", "k" * 129, "k" * 10_000, "é", "😀", "a\x00b", "a\r\nb", "\t", "key\x7f", "\u202ekey",
+    "", " ", "a b", "k" * 129, "k" * 10_000, "é", "😀", "a\x00b", "a\r\nb", "\t", "key\x7f", "\u202ekey", "k6,k7", ",",
 ]
 # Visible ASCII, so fine keys, that look like what they are not: data to the JMESPath that selects the key, never
 # an expression, and the key's own string in the order id it derives.

@@ -89,7 +89,7 @@ def test_the_idempotency_key_is_read_once_whatever_its_case() -> None:
     assert key_of({"Idempotency-Key": ["k-1"]}) == "k-1"
     assert key_of({"idempotency-key": ["k-1"]}) == "k-1"
     assert key_of({"Idempotency-Key": ["k-1", "k-1"]}) == "k-1"  # the same value twice means one key
-    assert key_of({}) == "refused: the Idempotency-Key header is required (1-128 visible ASCII characters)"
+    assert key_of({}) == "refused: the Idempotency-Key header is required (1-128 visible ASCII characters, no commas)"
     assert key_of({"Idempotency-Key": ["a", "b"]}) == "refused: give one Idempotency-Key header, not 2 different ones"
     assert key_of({"Idempotency-Key": ["a"], "idempotency-key": ["b"]}).startswith("refused: give one")
     assert json.dumps(key_of({"Idempotency-Key": [""]})) == '""'  # present but empty: the command model refuses it
