@@ -101,7 +101,13 @@ class Server:
             elif item.type == "AWS::SQS::Queue":
                 print(f"  {aws} sqs receive-message --queue-url {item.url} --max-number-of-messages 10", file=out)
             elif item.type == "AWS::StepFunctions::StateMachine":
-                print(f"  {aws} stepfunctions list-executions --state-machine-arn {item.arn}", file=out)
+                resource = rt.template.resources.get(item.logical_id, {})
+                if str((resource.get("Properties") or {}).get("StateMachineType", "STANDARD")).upper() == "EXPRESS":
+                    # Express keeps no execution history (ListExecutions is refused, as on AWS): its log is the record.
+                    print(f"  .venv/bin/orderflow trace <orderId> --endpoint-url {endpoint}   (Express keeps no "
+                          "execution history; trace reads its log group)", file=out)
+                else:
+                    print(f"  {aws} stepfunctions list-executions --state-machine-arn {item.arn}", file=out)
             elif item.type == "AWS::Events::EventBus":
                 print(f"  {aws} events list-rules --event-bus-name {item.name}", file=out)
         print(f"  {aws} lambda list-event-source-mappings", file=out)

@@ -24,7 +24,7 @@ from stacks.outbox_relay import (
 # Events between two snapshots of one aggregate, per aggregate type (the handler reads them from the environment).
 # - An account lives for years and every deposit and order payment adds an event: at 100, loading one reads one
 #   snapshot item and at most ~100 events (one Query page, ~40 KB), however long its history.
-# - An order ends after 3-5 events today (placed, priced, confirmed or cancelled, maybe flagged), so it normally
+# - An order ends after 2-3 events today (placed, then confirmed or cancelled, maybe flagged), so it normally
 #   never reaches 10 and loads as a GetItem that finds nothing plus the Query it always made; the interval caps
 #   the cost if order histories grow (amendments, partial shipments).
 ORDER_SNAPSHOT_INTERVAL = 10
