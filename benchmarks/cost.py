@@ -3,7 +3,7 @@
     make cost                                   (both profiles; ARGS=--json for machines)
     .venv/bin/python -m benchmarks.cost --template cdk.out/Orderflow.template.json \\
         --express-template cdk.out.express/Orderflow.template.json [--orders 200] [--declined 0.1] \\
-        [--out-of-stock 0.05] [--duplicates 0.05] [--seed 7] [--burst 1] [--json]
+        [--out-of-stock 0.05] [--duplicates 0.05] [--seed 7] [--burst 5] [--json]
 
 For each profile (the Standard and the Express template) two runs, each in a fresh offline runtime
 (offline/runtime.py): the happy path (every order succeeds, nothing repeats) and the configured mix (a share of
@@ -634,7 +634,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duplicates", type=_fraction, default=0.05,
                         help="share of API requests replayed and of events redelivered in the mix (0.05)")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--burst", type=_positive, default=1, help="orders placed before each settle (1)")
+    parser.add_argument("--burst", type=_positive, default=5,
+                        help="orders placed before each settle (5: orders arriving together, so stream and SQS batches "
+                             "hold a few records, as under load; 1: every record its own invocation)")
     parser.add_argument("--orders-per-customer", type=_positive, default=4)
     parser.add_argument("--shard-size", type=_positive, default=25,
                         help="orders per fresh runtime (moto's Query reads the whole table, so durations grow "
