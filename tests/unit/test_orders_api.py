@@ -17,6 +17,7 @@ from moto import mock_aws  # before the handler module: its boto3 clients must b
 os.environ.setdefault("ORDERS_TABLE", "orders")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Orderflow")
 
+import shared.aws  # noqa: E402
 from orders import api  # noqa: E402
 from orders.service import order_id_for  # noqa: E402
 from tests.unit.test_payments_api import FakeContext, proxy_event  # noqa: E402
@@ -29,6 +30,10 @@ WRITES = {"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWri
 
 @pytest.fixture(autouse=True)
 def tables() -> Iterator[Any]:
+    # The handler's service and clients are cached per process: start each test with ones of this mock (another
+    # test file in this worker may have cached them, or cleared the client cache under a cached service).
+    api.service.cache_clear()
+    shared.aws.client.cache_clear()
     with mock_aws():
         client = boto3.client("dynamodb")
         client.create_table(
@@ -41,6 +46,8 @@ def tables() -> Iterator[Any]:
             BillingMode="PAY_PER_REQUEST",
         )
         yield client
+    api.service.cache_clear()
+    shared.aws.client.cache_clear()
 
 
 def place(customer: str = "alice", items: list[dict[str, Any]] = ITEMS, key: str = "k-1") -> tuple[int, dict[str, Any]]:
