@@ -32,6 +32,7 @@ from moto.awslambda.models import LambdaBackend, LambdaFunction, lambda_backends
 
 from offline import destinations
 from offline.observe import Invocation, InvocationKilled, Observers
+from offline.observe import _current as _current_invocation
 from offline.patches import Patcher
 
 log = logging.getLogger("offline.lambda")
@@ -110,6 +111,14 @@ def _header(headers: Any, name: str) -> str | None:
         if key.lower() == name:
             return value
     return None
+
+
+def observe_current_set(invocation: Invocation) -> Any:
+    return _current_invocation.set(invocation)
+
+
+def observe_current_reset(token: Any) -> None:
+    _current_invocation.reset(token)
 
 
 class InProcessLambdas:
@@ -222,6 +231,10 @@ class InProcessLambdas:
         if not module_name or not attribute:
             return self._error("Runtime.MalformedHandlerName", f"Bad handler '{handler_string}': not enough values "
                                "to unpack (expected 2, got 1)", request_id, function)
+        invocation = Invocation(function_name=function.function_name, function_arn=function.function_arn,
+                                handler=handler_string, memory_mb=int(function.memory_size or 128),
+                                request_id=request_id)
+        init = observe_current_set(invocation)  # the init runs in the function's own environment too
         try:
             module = importlib.import_module(module_name)
         except SyntaxError as error:
@@ -232,6 +245,8 @@ class InProcessLambdas:
                                request_id, function)
         except Exception as error:  # an exception while the module initialises: an init error
             return self._error(type(error).__name__, str(error), request_id, function, _handler_stack(error))
+        finally:
+            observe_current_reset(init)
         handler = getattr(module, attribute, None)
         if not callable(handler):
             return self._error("Runtime.HandlerNotFound", f"Handler '{attribute}' missing on module '{module_name}'",
@@ -242,9 +257,6 @@ class InProcessLambdas:
         context = LambdaContext(function=function, request_id=request_id,
                                 deadline_ms=int(started * 1000 + timeout_seconds * 1000))
         log.debug("START %s RequestId: %s", function.function_name, request_id)
-        invocation = Invocation(function_name=function.function_name, function_arn=function.function_arn,
-                                handler=handler_string, memory_mb=int(function.memory_size or 128),
-                                request_id=request_id)
         token = self.observers.start_invocation(invocation)
         outcome: tuple[str, bool, str] | None = None
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 _ACTIVE_LOCK = threading.Lock()
@@ -244,3 +245,50 @@ def _transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> No
         transaction.rollback()
         raise
     transaction.commit()
+
+
+class _PerFunction(MutableMapping):
+    """A dict per function (the one whose invocation or init runs on this thread), standing where Powertools keeps
+    one process-wide dict: on Lambda every function has its own process, here they share one."""
+
+    def __init__(self) -> None:
+        self._by_function: dict[str | None, dict[str, Any]] = {}
+        self._guard = threading.Lock()
+
+    def _own(self) -> dict[str, Any]:
+        from offline.observe import current
+
+        invocation = current()
+        key = invocation.function_name if invocation is not None else None
+        with self._guard:
+            return self._by_function.setdefault(key, {})
+
+    def __getitem__(self, key: str) -> Any:
+        return self._own()[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._own()[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._own()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._own()))
+
+    def __len__(self) -> int:
+        return len(self._own())
+
+    def clear(self) -> None:
+        self._own().clear()
+
+
+def isolate_powertools_metrics(patcher: Patcher) -> None:
+    """Powertools Metrics shares its metric, dimension and metadata dicts across every ``Metrics()`` of the process
+    (class attributes), and ``log_metrics`` flushes and clears them. In one runtime process the functions run
+    concurrently, so one function's flush could publish another's metrics under its own service dimension, or
+    clear them before they were published. One set per function, as each Lambda function has its own process.
+    Must run before any function module is imported (a ``Metrics()`` binds the dicts when it is made)."""
+    from aws_lambda_powertools.metrics.metrics import Metrics
+
+    for name in ("_metrics", "_dimensions", "_metadata", "_default_dimensions"):
+        patcher.patch(Metrics, name, _PerFunction())

@@ -138,7 +138,7 @@ class Runtime:
         from offline.eventbridge import EventBridgeTargets
         from offline.gateway import build_gateways
         from offline.lambdas import InProcessLambdas
-        from offline.patches import Patcher, serialize_dynamodb
+        from offline.patches import Patcher, isolate_powertools_metrics, serialize_dynamodb
         from offline.stepfunctions import emulate_workflow_types, make_fast
 
         self._set_environ({**BASE_ENVIRONMENT, "AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region})
@@ -147,6 +147,7 @@ class Runtime:
         self._patcher = Patcher()
         self.observers.install(self._patcher)  # before any boto3 session exists: sessions read the handlers once
         serialize_dynamodb(self._patcher)
+        isolate_powertools_metrics(self._patcher)
         self.lambdas = InProcessLambdas(account_id=self.account_id, region=self.region,
                                         enforce_timeouts=self.enforce_timeouts, retry_delay=self._retry_delay,
                                         observers=self.observers)
