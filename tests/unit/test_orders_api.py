@@ -20,7 +20,8 @@ os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Orderflow")
 import shared.aws  # noqa: E402
 from orders import api  # noqa: E402
 from orders.service import order_id_for  # noqa: E402
-from tests.unit.test_payments_api import FakeContext, proxy_event  # noqa: E402
+# One event store class behind both APIs: the payments tests' race helper patches it for these too.
+from tests.unit.test_payments_api import FakeContext, proxy_event, twin_runs_before_the_first_append  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
@@ -70,24 +71,6 @@ def record_dynamodb_calls() -> list[str]:
     calls: list[str] = []
     api.client("dynamodb").meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
     return calls
-
-
-def twin_runs_before_the_first_append(monkeypatch: Any, twin: Any) -> list[Any]:
-    """Make the first append wait while ``twin`` (another request) runs to its end: the race a request loses
-    when its twin, in another execution environment, appends between its load and its append."""
-    answers: list[Any] = []
-    append = api.DynamoDBEventStore.append
-    started = False
-
-    def twin_first(store: Any, *args: Any, **kwargs: Any) -> None:
-        nonlocal started
-        if not started:
-            started = True
-            answers.append(twin())
-        append(store, *args, **kwargs)
-
-    monkeypatch.setattr(api.DynamoDBEventStore, "append", twin_first)
-    return answers
 
 
 def test_a_new_order_is_one_conditional_write_and_nothing_else(tables: Any) -> None:
