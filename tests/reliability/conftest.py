@@ -10,7 +10,6 @@ pass), so a sweep can report every broken case at once.
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from collections import Counter
@@ -24,43 +23,23 @@ import boto3
 import pytest
 
 from offline.runtime import Runtime
-from tests.e2e.conftest import BusSpy, admin, customer, scan
+# The e2e suite's template fixture and runtime lifecycle, shared rather than copied.
+from tests.e2e.conftest import BusSpy, admin, customer, running, scan, template  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
 TERMINAL = ("CONFIRMED", "CANCELLED")
 RETRIED_STATUSES = (409, 500, 502, 503, 504)
 
 
-@pytest.fixture(scope="session")
-def template() -> dict[str, Any]:
-    """The template `make test` synthesized (ORDERFLOW_TEMPLATE), or a fresh synth of app.py."""
-    path = os.environ.get("ORDERFLOW_TEMPLATE")
-    if path:
-        return json.loads(Path(path).read_text())
-    from offline.synth import synth_template
-
-    return synth_template(ROOT)
-
-
 @pytest.fixture
-def rt(template: dict[str, Any]) -> Iterator[Runtime]:
-    runtime = Runtime(template, code_root=ROOT / "functions")
-    runtime.start()
-    try:
-        yield runtime
-    finally:
-        runtime.stop()
+def rt(template: dict[str, Any]) -> Iterator[Runtime]:  # noqa: F811 (the imported fixture)
+    yield from running(template)
 
 
 @pytest.fixture(scope="module")
-def module_rt(template: dict[str, Any]) -> Iterator[Runtime]:
+def module_rt(template: dict[str, Any]) -> Iterator[Runtime]:  # noqa: F811 (the imported fixture)
     """One runtime for a whole test module: cases use fresh customers and products and settle in between."""
-    runtime = Runtime(template, code_root=ROOT / "functions")
-    runtime.start()
-    try:
-        yield runtime
-    finally:
-        runtime.stop()
+    yield from running(template)
 
 
 @pytest.fixture(scope="module")
